@@ -1,0 +1,81 @@
+"""Checks at the public boundary. Everything behind them trusts its inputs."""
+import math
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def check_dtype(dtype, name="dtype"):
+    """The float dtype asked for, as np.dtype; float32 or float64 only."""
+    try:
+        dt = np.dtype(dtype)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from exc
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dt}")
+    return dt
+
+
+def check_positive_int(value, name):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive int, got {type(value).__name__} {value!r}")
+    if value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value}")
+    return int(value)
+
+
+def check_finite_float(value, name, *, minimum=None, maximum=None, positive=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def check_choice(value, name, choices):
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(repr(c) for c in choices)}; got {value!r}")
+    return value
+
+
+def _numeric(x, name):
+    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def _shape_text(shape):
+    return "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def as_float_array(x, name, dtype, shape=None):
+    """`x` as a C-contiguous array of `dtype`, copied only when it is not one already.
+
+    `shape` is a tuple whose None entries match any size. Integer and bool
+    input is cast; complex, object and string input is refused.
+    """
+    arr = _numeric(x, name)
+    if shape is not None:
+        if arr.ndim != len(shape) or any(want is not None and want != got
+                                         for want, got in zip(shape, arr.shape)):
+            raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=dtype)
+
+
+def float_dtype_of(x, name):
+    """The float dtype an activation or loss computes `x` in: float64 and float32
+    stay, anything narrower or integer becomes float64 as in numpy."""
+    arr = _numeric(x, name)
+    if arr.dtype == np.float32:
+        return arr.dtype
+    return np.dtype(np.float64)

@@ -1,0 +1,252 @@
+"""Layers with the seed notebooks' protocol: batch-first row vectors,
+`forward(x)` / `backward(grad_out)` (also spelled `forward_pass` /
+`backward_pass`), weights shaped (in_features, out_features).
+
+`backward` overwrites `grad_weights` / `grad_bias` (it does not accumulate as
+torch does), exactly like the notebooks' layers.
+"""
+import math
+
+import numpy as np
+
+from . import kernels
+from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int,
+                          float_dtype_of)
+
+ACTIVATIONS = {None: kernels.IDENTITY, "identity": kernels.IDENTITY, "linear": kernels.IDENTITY,
+               "sigmoid": kernels.SIGMOID, "relu": kernels.RELU, "tanh": kernels.TANH}
+
+
+def activation_code(activation):
+    return ACTIVATIONS[check_choice(activation, "activation", tuple(ACTIVATIONS))]
+
+
+class Parameter:
+    """One trainable array of a layer (`value`) and its gradient (`grad`).
+
+    Both are the layer's own arrays, updated in place, so an optimizer holding
+    a Parameter sees the layer's current values.
+    """
+
+    __slots__ = ("name", "value", "grad")
+
+    def __init__(self, name, value, grad):
+        self.name, self.value, self.grad = name, value, grad
+
+    def __repr__(self):
+        return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
+
+
+class Layer:
+    """Protocol shared by all layers."""
+
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_out):
+        raise NotImplementedError
+
+    def forward_pass(self, x, training=True):
+        return self.forward(x)
+
+    def backward_pass(self, grad_out):
+        return self.backward(grad_out)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    def parameters(self):
+        return []
+
+
+def _uniform(rng, bound, shape, dtype):
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Linear(Layer):
+    """Dense layer ``out = activation(x @ weights + bias)``, bias and activation
+    fused into one compiled kernel.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+    activation : {None, "identity", "sigmoid", "relu", "tanh"}
+    bias : bool
+    dtype : float32 or float64
+        The dtype of the parameters; inputs are cast to it.
+    rng : None, int or numpy.random.Generator
+        Initialisation: He uniform, U(+-sqrt(6 / in_features)), for relu;
+        Glorot uniform, U(+-sqrt(6 / (in_features + out_features))), otherwise.
+        The bias starts at U(+-1 / sqrt(in_features)), as in torch.
+
+    Attributes
+    ----------
+    weights : (in_features, out_features)
+    bias : (out_features,) or None
+    grad_weights, grad_bias : same shapes, written by `backward`.
+    input, output : the last forward's (batch, in) and (batch, out) arrays.
+    """
+
+    def __init__(self, in_features, out_features, *, activation=None, bias=True,
+                 dtype=np.float32, rng=None):
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self._act = activation_code(activation)
+        self.activation = kernels.ACTIVATION_NAMES[self._act]
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(rng)
+        fan_in, fan_out = self.in_features, self.out_features
+        if self._act == kernels.RELU:
+            w_bound = math.sqrt(6.0 / fan_in)
+        else:
+            w_bound = math.sqrt(6.0 / (fan_in + fan_out))
+        self._init(_uniform(rng, w_bound, (fan_in, fan_out), self.dtype),
+                   _uniform(rng, 1.0 / math.sqrt(fan_in), fan_out, self.dtype) if bias else None)
+
+    def _init(self, weights, bias):
+        self._weights = weights
+        self._grad_weights = np.zeros_like(weights)
+        self._bias = bias
+        self._grad_bias = None if bias is None else np.zeros_like(bias)
+        # Kernels take a (0,) array for "no bias" so one compiled version serves both.
+        self._bias_or_empty = np.empty(0, self.dtype) if bias is None else bias
+        self._grad_bias_or_empty = np.empty(0, self.dtype) if bias is None else self._grad_bias
+        self.input = None
+        self.output = None
+
+    # -- parameters -----------------------------------------------------------
+    @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        # Copied into the layer's own array (cast to its dtype), so optimizers
+        # holding it stay valid and the caller's array is never aliased.
+        self._weights[...] = as_float_array(value, "weights", self.dtype,
+                                            (self.in_features, self.out_features))
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None:
+            raise ValueError("bias: this layer was built with bias=False")
+        arr = np.asarray(value)
+        if arr.shape == (1, self.out_features):  # the notebooks' keepdims=True row
+            arr = arr.reshape(self.out_features)
+        self._bias[...] = as_float_array(arr, "bias", self.dtype, (self.out_features,))
+
+    @property
+    def grad_weights(self):
+        return self._grad_weights
+
+    @property
+    def grad_bias(self):
+        return self._grad_bias
+
+    def parameters(self):
+        params = [Parameter("weights", self._weights, self._grad_weights)]
+        if self._bias is not None:
+            params.append(Parameter("bias", self._bias, self._grad_bias))
+        return params
+
+    # -- compute --------------------------------------------------------------
+    def forward(self, x):
+        """x: (batch, in_features) -> (batch, out_features), in the layer's dtype."""
+        x = as_float_array(x, "x", self.dtype, (None, self.in_features))
+        out = np.empty((x.shape[0], self.out_features), self.dtype)
+        kernels.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
+        self.input, self.output = x, out
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: (batch, out_features) -> gradient for x, (batch, in_features).
+
+        Writes `grad_weights` and `grad_bias` for the last `forward`.
+        """
+        if self.output is None:
+            raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
+        delta = np.empty_like(self.output)
+        grad_x = np.empty_like(self.input)
+        kernels.dense_backward(self.input, self._weights, self.output, grad_out, self._act, True,
+                               delta, self._grad_weights, self._grad_bias_or_empty, grad_x)
+        return grad_x
+
+    def __repr__(self):
+        return (f"Linear({self.in_features}, {self.out_features}, activation={self.activation!r}, "
+                f"bias={self._bias is not None}, dtype={self.dtype.name})")
+
+
+class LinearLayer(Linear):
+    """The seed-001 notebook's layer: ``LinearLayer((in, out), activation="relu")``.
+
+    As there, it is linear only: `activation` chooses the initialisation
+    (gain sqrt(2) for relu, 1 otherwise, U(+-sqrt(3) gain / sqrt(in))) and a
+    separate `ReLU()` / `Sigmoid()` layer applies the non-linearity.
+    """
+
+    def __init__(self, shape, activation="relu", *, dtype=np.float32, rng=None):
+        if not isinstance(shape, (tuple, list)) or len(shape) != 2:
+            raise ValueError(f"shape must be (in_features, out_features), got {shape!r}")
+        fan_in = check_positive_int(shape[0], "shape[0]")
+        fan_out = check_positive_int(shape[1], "shape[1]")
+        check_choice(activation, "activation", tuple(ACTIVATIONS))
+        self.shape = (fan_in, fan_out)
+        self.in_features, self.out_features = fan_in, fan_out
+        self._act = kernels.IDENTITY
+        self.activation = "identity"
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(rng)
+        gain = math.sqrt(2.0) if activation == "relu" else 1.0
+        w_bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
+        self._init(_uniform(rng, w_bound, self.shape, self.dtype),
+                   _uniform(rng, 1.0 / math.sqrt(fan_in), fan_out, self.dtype))
+
+
+class Activation(Layer):
+    """Element-wise activation layer on arrays of any shape.
+
+    float32 input stays float32; anything else is computed in float64.
+    """
+
+    _code = kernels.IDENTITY
+
+    def __init__(self):
+        self.input = None
+        self.output = None
+
+    def forward(self, x):
+        dtype = float_dtype_of(x, "x")
+        x = as_float_array(x, "x", dtype)
+        out = np.empty_like(x)
+        kernels.activation_forward(x.reshape(-1), self._code, out.reshape(-1))
+        self.input, self.output = x, out
+        return out
+
+    def backward(self, grad_out):
+        if self.output is None:
+            raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        grad_out = as_float_array(grad_out, "grad_out", self.output.dtype, self.output.shape)
+        grad_x = np.empty_like(self.output)
+        kernels.activation_backward(self.output.reshape(-1), grad_out.reshape(-1), self._code,
+                                    grad_x.reshape(-1))
+        return grad_x
+
+    def __repr__(self):
+        return f"{type(self).__name__}()"
+
+
+class ReLU(Activation):
+    _code = kernels.RELU
+
+
+class Sigmoid(Activation):
+    _code = kernels.SIGMOID
+
+
+class Tanh(Activation):
+    _code = kernels.TANH

@@ -1,0 +1,131 @@
+"""Sequential model: layers in order, a training step and a fit loop."""
+import time
+
+import numpy as np
+
+from ._validation import check_positive_int
+from .layers import Layer
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
+from .optim import Optimizer
+
+
+class Sequential(Layer):
+    """Layers applied in order; itself a layer (forward / backward / parameters)."""
+
+    def __init__(self, *layers):
+        for i, layer in enumerate(layers):
+            if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+                raise TypeError(f"layers[{i}] must have forward and backward, got {type(layer).__name__}")
+        self.layers = list(layers)
+
+    def __iter__(self):
+        return iter(self.layers)
+
+    def __len__(self):
+        return len(self.layers)
+
+    def __getitem__(self, index):
+        return self.layers[index]
+
+    def __repr__(self):
+        return "Sequential(\n" + "".join(f"  {layer!r},\n" for layer in self.layers) + ")"
+
+    def parameters(self):
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def forward(self, x):
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_out):
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+        return grad_out
+
+    def predict(self, x):
+        """The network's output for x, (batch, out_features)."""
+        return self.forward(x)
+
+    def train_step(self, x, y, loss, optimizer):
+        """One forward, loss, backward and update; returns the loss."""
+        value = loss.forward(self.forward(x), y)
+        self.backward(loss.backward())
+        optimizer.step()
+        return value
+
+    def evaluate(self, x, y, loss):
+        """(loss, accuracy) on (x, y); accuracy is None for regression."""
+        pred = self.forward(x)
+        return loss.forward(pred, y), accuracy(pred, y, loss)
+
+    def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True,
+            validation_data=None, rng=None, callback=None):
+        """Train with mini-batch gradient descent.
+
+        Parameters
+        ----------
+        x : (n, in_features); y : targets for `loss`, n rows.
+        batch_size : None (full batch, plain GD), 1 (SGD) or any size.
+        shuffle : reshuffle the samples every epoch (with `rng`).
+        validation_data : optional (x_val, y_val) evaluated after each epoch.
+        callback : optional f(epoch, history) called after each epoch.
+
+        Returns
+        -------
+        history : dict of per-epoch lists "loss" (sample-weighted mean of the
+        batch losses), "accuracy" (classification), "val_loss", "val_accuracy",
+        "seconds".
+        """
+        if not isinstance(loss, Loss):
+            raise TypeError(f"loss must be a fastbp loss (e.g. fastbp.MSELoss()), got {type(loss).__name__}")
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
+        x = np.asarray(x)
+        y = np.asarray(y)
+        if x.ndim != 2:
+            raise ValueError(f"x must have shape (n, in_features), got {x.shape}")
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {y.shape}")
+        n = x.shape[0]
+        epochs = check_positive_int(epochs, "epochs")
+        batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
+        rng = np.random.default_rng(rng)
+        history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
+        for epoch in range(epochs):
+            start = time.perf_counter()
+            order = rng.permutation(n) if shuffle else None
+            total = 0.0
+            for lo in range(0, n, batch_size):
+                idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
+                batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
+                total += batch_loss * (min(lo + batch_size, n) - lo)
+            history["seconds"].append(time.perf_counter() - start)
+            history["loss"].append(total / n)
+            history["accuracy"].append(accuracy(self.forward(x), y, loss))
+            if validation_data is not None:
+                val_loss, val_acc = self.evaluate(*validation_data, loss)
+                history["val_loss"].append(val_loss)
+                history["val_accuracy"].append(val_acc)
+            if callback is not None:
+                callback(epoch, history)
+        return history
+
+
+def accuracy(pred, y, loss):
+    """Fraction of correct predictions, or None when the task is not classification.
+
+    Class indices or one-hot rows are compared with pred's arg-max; a single
+    output column with a binary loss is thresholded (0.5 on probabilities,
+    0 on logits).
+    """
+    y = np.asarray(y)
+    if isinstance(loss, (BCELoss, BCEWithLogitsLoss)):
+        threshold = 0.5 if isinstance(loss, BCELoss) else 0.0
+        return float(np.mean((pred > threshold) == (y > 0.5)))
+    if y.ndim == 1 and y.dtype.kind in "iu" and pred.ndim == 2:
+        return float(np.mean(np.argmax(pred, axis=1) == y))
+    if y.ndim == 2 and y.shape[1] > 1 and pred.shape == y.shape and (
+            isinstance(loss, CrossEntropyLoss) or np.all((y == 0) | (y == 1))):
+        return float(np.mean(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
+    return None

@@ -1,0 +1,64 @@
+"""Optimizers over a list of `Parameter`s, updating the layers' arrays in place
+with torch's update rules."""
+import numpy as np
+
+from . import kernels
+from ._validation import check_finite_float
+from .layers import Parameter
+
+
+def _check_params(params):
+    if hasattr(params, "parameters"):
+        params = params.parameters()
+    params = list(params)
+    for i, p in enumerate(params):
+        if not isinstance(p, Parameter):
+            raise TypeError(f"params[{i}] must be a fastbp Parameter (from model.parameters()), "
+                            f"got {type(p).__name__}")
+    if not params:
+        raise ValueError("params is empty: the optimizer has nothing to update")
+    return params
+
+
+class Optimizer:
+    def __init__(self, params):
+        self.params = _check_params(params)
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad.fill(0)
+
+
+class SGD(Optimizer):
+    """p -= lr * v, with v = momentum * v + grad (v = grad when momentum is 0)."""
+
+    def __init__(self, params, lr, momentum=0.0):
+        super().__init__(params)
+        self.lr = check_finite_float(lr, "lr", minimum=0.0)
+        self.momentum = check_finite_float(momentum, "momentum", minimum=0.0)
+        self._velocity = [np.zeros(p.value.size, p.value.dtype) if self.momentum else
+                          np.empty(0, p.value.dtype) for p in self.params]
+
+    def step(self):
+        for p, v in zip(self.params, self._velocity):
+            kernels.sgd_update(p.value.reshape(-1), p.grad.reshape(-1), self.lr, self.momentum, v)
+
+
+class Adam(Optimizer):
+    """torch.optim.Adam without weight decay."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params)
+        self.lr = check_finite_float(lr, "lr", minimum=0.0)
+        self.betas = (check_finite_float(betas[0], "betas[0]", minimum=0.0, maximum=0.999999),
+                      check_finite_float(betas[1], "betas[1]", minimum=0.0, maximum=0.999999))
+        self.eps = check_finite_float(eps, "eps", positive=True)
+        self.step_count = 0
+        self._exp_avg = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
+        self._exp_avg_sq = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
+
+    def step(self):
+        self.step_count += 1
+        for p, m, v in zip(self.params, self._exp_avg, self._exp_avg_sq):
+            kernels.adam_update(p.value.reshape(-1), p.grad.reshape(-1), self.lr, self.betas[0],
+                                self.betas[1], self.eps, self.step_count, m, v)

@@ -1,0 +1,27 @@
+"""fastbp.kernels: the compiled arithmetic, pure functions on arrays.
+
+Every kernel trusts its inputs (C-contiguous, one floating dtype, matching
+shapes, outputs preallocated); the classes in `fastbp` check all of that once
+at the public boundary. Each file holds one concept with every `*_forward`
+beside its `*_backward`.
+"""
+from .activations import (IDENTITY, NAMES as ACTIVATION_NAMES, RELU, SIGMOID, TANH,
+                          activation_backward, activation_forward)
+from .dense import DIRECT_LOOP_MAX_WEIGHTS, dense_backward, dense_forward
+from .losses import (HALF_SUM, MEAN, REDUCTIONS, SUM, bce_backward, bce_forward,
+                     bce_with_logits_backward, bce_with_logits_forward, mse_backward,
+                     mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward,
+                     softmax_cross_entropy_backward, softmax_cross_entropy_forward)
+from .optim import adam_update, sgd_update
+
+__all__ = [
+    "IDENTITY", "SIGMOID", "RELU", "TANH", "ACTIVATION_NAMES",
+    "activation_forward", "activation_backward",
+    "DIRECT_LOOP_MAX_WEIGHTS", "dense_forward", "dense_backward",
+    "MEAN", "SUM", "HALF_SUM", "REDUCTIONS",
+    "mse_forward", "mse_backward", "bce_forward", "bce_backward",
+    "bce_with_logits_forward", "bce_with_logits_backward",
+    "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
+    "soft_cross_entropy_forward", "soft_cross_entropy_backward",
+    "sgd_update", "adam_update",
+]

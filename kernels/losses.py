@@ -1,0 +1,172 @@
+"""Losses: each `*_forward` returns the reduced loss as a float, each
+`*_backward` writes d loss / d pred.
+
+Shapes: pred, target and grad_pred are flat (n,) views of same-shaped arrays,
+except for softmax cross-entropy, which works on rows of (B, C) logits.
+The loss is accumulated in float64 whatever the input dtype, so a float32
+loss printed to 4 digits does not depend on the batch size's rounding.
+Gradients are computed in the input's dtype, as torch does.
+"""
+import numpy as np
+
+from ._jit import jit
+
+MEAN, SUM, HALF_SUM = 0, 1, 2
+REDUCTIONS = ("mean", "sum", "half_sum")
+
+
+@jit
+def _reduce(total, n, reduction):
+    if reduction == MEAN:
+        return total / n if n > 0 else np.nan
+    if reduction == HALF_SUM:
+        return 0.5 * total
+    return total
+
+
+# -- mean squared error: (pred - target)^2, reduced ---------------------------
+
+# pred (n,), target (n,), reduction
+@jit
+def mse_forward(pred, target, reduction):
+    total = 0.0
+    for i in range(pred.shape[0]):
+        diff = np.float64(pred[i]) - np.float64(target[i])
+        total += diff * diff
+    return _reduce(total, pred.shape[0], reduction)
+
+
+# pred (n,), target (n,), reduction -> grad_pred (n,)
+@jit
+def mse_backward(pred, target, reduction, grad_pred):
+    n = pred.shape[0]
+    scale = 1.0 if reduction == HALF_SUM else (2.0 if reduction == SUM else 2.0 / max(n, 1))
+    scale_t = grad_pred.dtype.type(scale)
+    for i in range(n):
+        grad_pred[i] = scale_t * (pred[i] - target[i])
+
+
+# -- binary cross-entropy on probabilities ------------------------------------
+# As in torch, each log is clamped at -100 so p = 0 or 1 gives a finite loss,
+# and the gradient's denominator p(1-p) is clamped at 1e-12.
+
+# pred (n,) in [0, 1], target (n,), reduction
+@jit
+def bce_forward(pred, target, reduction):
+    total = 0.0
+    for i in range(pred.shape[0]):
+        p = np.float64(pred[i])
+        t = np.float64(target[i])
+        log_p = max(np.log(p), -100.0) if p == p else p
+        log_1mp = max(np.log(1.0 - p), -100.0) if p == p else p
+        total -= t * log_p + (1.0 - t) * log_1mp
+    return _reduce(total, pred.shape[0], reduction)
+
+
+# pred (n,), target (n,), reduction -> grad_pred (n,)
+@jit
+def bce_backward(pred, target, reduction, grad_pred):
+    n = pred.shape[0]
+    scale = 1.0 / max(n, 1) if reduction == MEAN else 1.0
+    eps = grad_pred.dtype.type(1e-12)
+    scale_t = grad_pred.dtype.type(scale)
+    one = grad_pred.dtype.type(1)
+    for i in range(n):
+        p = pred[i]
+        grad_pred[i] = scale_t * (p - target[i]) / max((one - p) * p, eps)
+
+
+# -- binary cross-entropy on logits -------------------------------------------
+# max(z, 0) - z t + log1p(exp(-|z|)): no overflow for any finite z.
+
+# logits (n,), target (n,), reduction
+@jit
+def bce_with_logits_forward(logits, target, reduction):
+    total = 0.0
+    for i in range(logits.shape[0]):
+        z = np.float64(logits[i])
+        total += max(z, 0.0) - z * np.float64(target[i]) + np.log1p(np.exp(-np.abs(z)))
+    return _reduce(total, logits.shape[0], reduction)
+
+
+# logits (n,), target (n,), reduction -> grad_logits (n,)
+@jit
+def bce_with_logits_backward(logits, target, reduction, grad_logits):
+    n = logits.shape[0]
+    scale = 1.0 / max(n, 1) if reduction == MEAN else 1.0
+    scale_t = grad_logits.dtype.type(scale)
+    one = grad_logits.dtype.type(1)
+    for i in range(n):
+        z = logits[i]
+        e = np.exp(-np.abs(z))
+        s = one / (one + e)
+        sigmoid = s if z >= 0 else e * s
+        grad_logits[i] = scale_t * (sigmoid - target[i])
+
+
+# -- softmax cross-entropy -----------------------------------------------------
+# log-sum-exp with the row maximum subtracted: no overflow for any finite row.
+# Targets are class indices (B,) or per-class probabilities (B, C), one pair
+# of kernels for each.
+
+@jit
+def _row_logsumexp(logits, i):
+    row_max = -np.inf
+    for c in range(logits.shape[1]):
+        row_max = max(row_max, np.float64(logits[i, c]))
+    if not np.isfinite(row_max):
+        return row_max if row_max == row_max else np.nan
+    total = 0.0
+    for c in range(logits.shape[1]):
+        total += np.exp(np.float64(logits[i, c]) - row_max)
+    return row_max + np.log(total)
+
+
+# logits (B, C), labels (B,) int, reduction
+@jit
+def softmax_cross_entropy_forward(logits, labels, reduction):
+    total = 0.0
+    for i in range(logits.shape[0]):
+        total += _row_logsumexp(logits, i) - np.float64(logits[i, labels[i]])
+    return _reduce(total, logits.shape[0], reduction)
+
+
+# logits (B, C), labels (B,) int, reduction -> grad_logits (B, C)
+@jit
+def softmax_cross_entropy_backward(logits, labels, reduction, grad_logits):
+    batch = logits.shape[0]
+    scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
+    for i in range(batch):
+        lse = _row_logsumexp(logits, i)
+        for c in range(logits.shape[1]):
+            grad_logits[i, c] = scale * np.exp(np.float64(logits[i, c]) - lse)
+        grad_logits[i, labels[i]] -= scale
+
+
+# logits (B, C), target_probs (B, C), reduction
+@jit
+def soft_cross_entropy_forward(logits, target_probs, reduction):
+    total = 0.0
+    for i in range(logits.shape[0]):
+        lse = _row_logsumexp(logits, i)
+        for c in range(logits.shape[1]):
+            t = np.float64(target_probs[i, c])
+            if t != 0.0:
+                total -= t * (np.float64(logits[i, c]) - lse)
+    return _reduce(total, logits.shape[0], reduction)
+
+
+# logits (B, C), target_probs (B, C), reduction -> grad_logits (B, C)
+# d/dz of -sum_c t_c log_softmax(z)_c = softmax(z) * sum_c t_c - t
+@jit
+def soft_cross_entropy_backward(logits, target_probs, reduction, grad_logits):
+    batch = logits.shape[0]
+    scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
+    for i in range(batch):
+        lse = _row_logsumexp(logits, i)
+        target_mass = 0.0
+        for c in range(logits.shape[1]):
+            target_mass += np.float64(target_probs[i, c])
+        for c in range(logits.shape[1]):
+            softmax = np.exp(np.float64(logits[i, c]) - lse)
+            grad_logits[i, c] = scale * (softmax * target_mass - np.float64(target_probs[i, c]))

@@ -1,0 +1,51 @@
+"""Shared test helpers. torch (float64) is the reference for every gradient."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import settings
+
+settings.register_profile("fastbp", deadline=None, max_examples=30, derandomize=True,
+                          print_blob=True)
+settings.load_profile("fastbp")
+
+torch.set_num_threads(1)
+
+DTYPES = (np.float32, np.float64)
+LAYOUTS = ("C", "F", "strided")
+# float32 results are compared with torch in float64 from the same inputs:
+# a dot product of K terms is off by ~sqrt(K) ulp, hence 1e-4 relative.
+RTOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-10}
+
+
+def with_layout(arr, layout):
+    """The same values as `arr` in C order, Fortran order or as a strided view."""
+    if layout == "C":
+        return np.ascontiguousarray(arr)
+    if layout == "F":
+        return np.asfortranarray(arr)
+    wide = np.zeros(arr.shape[:-1] + (2 * arr.shape[-1],), arr.dtype)
+    wide[..., ::2] = arr
+    view = wide[..., ::2]
+    assert not view.flags.c_contiguous or arr.shape[-1] <= 1
+    return view
+
+
+def ref(arr):
+    """A float64 torch leaf tensor with gradient tracking, from a numpy array."""
+    return torch.tensor(np.asarray(arr, dtype=np.float64), requires_grad=True)
+
+
+def assert_close(actual, expected, dtype=None, rtol=None):
+    """Element-wise closeness relative to the largest magnitude of `expected`."""
+    expected = expected.detach().numpy() if isinstance(expected, torch.Tensor) else np.asarray(expected)
+    actual = np.asarray(actual)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    if rtol is None:
+        rtol = RTOL[np.dtype(dtype if dtype is not None else actual.dtype)]
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * max(scale, 1e-3))
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)

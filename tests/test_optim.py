@@ -1,0 +1,48 @@
+"""Optimizers against torch.optim, several steps."""
+import numpy as np
+import pytest
+import torch
+
+import fastbp
+from conftest import assert_close
+
+
+def run_both(make_ours, make_torch, dtype, steps=5):
+    rng = np.random.default_rng(7)
+    layer = fastbp.Linear(6, 4, dtype=dtype, rng=rng)
+    tw = torch.tensor(layer.weights.copy(), requires_grad=True)
+    tb = torch.tensor(layer.bias.copy(), requires_grad=True)
+    ours, theirs = make_ours(layer.parameters()), make_torch([tw, tb])
+    for _ in range(steps):
+        x = rng.standard_normal((10, 6)).astype(dtype)
+        g = rng.standard_normal((10, 4)).astype(dtype)
+        layer.forward(x)
+        layer.backward(g)
+        ours.step()
+        theirs.zero_grad()
+        (torch.tensor(x) @ tw + tb).mul(torch.tensor(g)).sum().backward()
+        theirs.step()
+    assert_close(layer.weights, tw, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert_close(layer.bias, tb, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd(dtype, momentum):
+    run_both(lambda p: fastbp.SGD(p, lr=0.05, momentum=momentum),
+             lambda p: torch.optim.SGD(p, lr=0.05, momentum=momentum), dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_adam(dtype):
+    run_both(lambda p: fastbp.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-7),
+             lambda p: torch.optim.Adam(p, lr=0.01, betas=(0.8, 0.99), eps=1e-7), dtype, steps=8)
+
+
+def test_zero_grad():
+    layer = fastbp.Linear(3, 2, rng=0)
+    layer.forward(np.ones((2, 3)))
+    layer.backward(np.ones((2, 2)))
+    opt = fastbp.SGD(layer.parameters(), lr=0.1)
+    opt.zero_grad()
+    assert not layer.grad_weights.any() and not layer.grad_bias.any()
