@@ -104,15 +104,18 @@ class Linear(Layer):
                    _uniform(rng, 1.0 / math.sqrt(fan_in), fan_out, self.dtype) if bias else None)
 
     def _init(self, weights, bias):
-        self._weights = weights
-        self._grad_weights = np.zeros_like(weights)
-        self._bias = bias
-        self._grad_bias = None if bias is None else np.zeros_like(bias)
-        # Kernels take a (0,) array for "no bias" so one compiled version serves both.
-        self._bias_or_empty = np.empty(0, self.dtype) if bias is None else bias
-        self._grad_bias_or_empty = np.empty(0, self.dtype) if bias is None else self._grad_bias
+        self._bind(weights, np.zeros_like(weights), bias, None if bias is None else np.zeros_like(bias))
+        self.packed_by = None  # the Sequential whose flat buffers hold this layer's arrays
         self.input = None
         self.output = None
+
+    def _bind(self, weights, grad_weights, bias, grad_bias):
+        """Use these arrays from now on (views into a model's flat buffers, say)."""
+        self._weights, self._grad_weights = weights, grad_weights
+        self._bias, self._grad_bias = bias, grad_bias
+        # Kernels take a (0,) array for "no bias" so one compiled version serves both.
+        self._bias_or_empty = np.empty(0, self.dtype) if bias is None else bias
+        self._grad_bias_or_empty = np.empty(0, self.dtype) if bias is None else grad_bias
 
     # -- parameters -----------------------------------------------------------
     @property

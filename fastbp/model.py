@@ -3,7 +3,8 @@ import time
 
 import numpy as np
 
-from ._validation import check_positive_int
+from . import _fused
+from ._validation import as_float_array, check_positive_int
 from .layers import Layer
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
@@ -17,6 +18,9 @@ class Sequential(Layer):
             if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
                 raise TypeError(f"layers[{i}] must have forward and backward, got {type(layer).__name__}")
         self.layers = list(layers)
+        # A stack of Linear layers is packed into flat buffers so that
+        # train_step and fit can run the whole network in one compiled call.
+        self.fused = _fused.pack(self, self.layers)
 
     def __iter__(self):
         return iter(self.layers)
@@ -48,11 +52,28 @@ class Sequential(Layer):
         return self.forward(x)
 
     def train_step(self, x, y, loss, optimizer):
-        """One forward, loss, backward and update; returns the loss."""
+        """One forward, loss, backward and update; returns the loss.
+
+        For a stack of Linear layers trained by SGD (built on this model's
+        `parameters()`) this is one compiled call with no allocation; the
+        result is bit-identical to `forward`, `loss`, `backward`, `step`.
+        Either way, `backward` overwrites the gradients.
+        """
+        fused = self._fused_args(x, y, loss, optimizer)
+        if fused is not None:
+            x, loss_args = fused
+            return float(self.fused.train_step(x, loss_args, optimizer))
         value = loss.forward(self.forward(x), y)
         self.backward(loss.backward())
         optimizer.step()
         return value
+
+    def _fused_args(self, x, y, loss, optimizer):
+        if self.fused is None or not self.fused.uses(optimizer):
+            return None
+        x = as_float_array(x, "x", self.fused.dtype, (None, self.fused.n_in))
+        loss_args = self.fused.loss_args(loss, y, x.shape[0])
+        return None if loss_args is None else (x, loss_args)
 
     def evaluate(self, x, y, loss):
         """(loss, accuracy) on (x, y); accuracy is None for regression."""
@@ -92,14 +113,20 @@ class Sequential(Layer):
         batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
         rng = np.random.default_rng(rng)
         history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
+        # Fused: data validated once, then each epoch is one compiled call.
+        fused = self._fused_args(x, y, loss, optimizer)
         for epoch in range(epochs):
             start = time.perf_counter()
             order = rng.permutation(n) if shuffle else None
-            total = 0.0
-            for lo in range(0, n, batch_size):
-                idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
-                batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
-                total += batch_loss * (min(lo + batch_size, n) - lo)
+            if fused is not None:
+                total = self.fused.train_epoch(fused[0], fused[1], optimizer,
+                                               np.arange(n) if order is None else order, batch_size)
+            else:
+                total = 0.0
+                for lo in range(0, n, batch_size):
+                    idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
+                    batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
+                    total += batch_loss * (min(lo + batch_size, n) - lo)
             history["seconds"].append(time.perf_counter() - start)
             history["loss"].append(total / n)
             history["accuracy"].append(accuracy(self.forward(x), y, loss))

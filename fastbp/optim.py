@@ -20,9 +20,30 @@ def _check_params(params):
     return params
 
 
+def flat_buffer(arrays):
+    """The 1-D buffer that `arrays` tile exactly and in order, or None.
+
+    A Sequential of Linear layers keeps all parameters (and all gradients) in
+    one such buffer, which lets an optimizer update them in one kernel call.
+    """
+    base = arrays[0].base
+    if base is None or base.ndim != 1:
+        return None
+    offset = 0
+    for a in arrays:
+        if a.base is not base or a.ctypes.data != base.ctypes.data + offset * base.itemsize:
+            return None
+        offset += a.size
+    return base if offset == base.size else None
+
+
 class Optimizer:
     def __init__(self, params):
         self.params = _check_params(params)
+        self.flat_params = flat_buffer([p.value for p in self.params])
+        self.flat_grads = flat_buffer([p.grad for p in self.params])
+        if self.flat_grads is None:
+            self.flat_params = None
 
     def zero_grad(self):
         for p in self.params:
@@ -36,10 +57,19 @@ class SGD(Optimizer):
         super().__init__(params)
         self.lr = check_finite_float(lr, "lr", minimum=0.0)
         self.momentum = check_finite_float(momentum, "momentum", minimum=0.0)
+        if self.flat_params is not None:
+            # one buffer for the whole model, updated by one kernel call
+            self.flat_velocity = np.zeros(self.flat_params.size if self.momentum else 0,
+                                          self.flat_params.dtype)
+            return
         self._velocity = [np.zeros(p.value.size, p.value.dtype) if self.momentum else
                           np.empty(0, p.value.dtype) for p in self.params]
 
     def step(self):
+        if self.flat_params is not None:
+            kernels.sgd_update(self.flat_params, self.flat_grads, self.lr, self.momentum,
+                               self.flat_velocity)
+            return
         for p, v in zip(self.params, self._velocity):
             kernels.sgd_update(p.value.reshape(-1), p.grad.reshape(-1), self.lr, self.momentum, v)
 

@@ -1,0 +1,117 @@
+"""The flat-buffer form of a Sequential of Linear layers, for kernels/network.py.
+
+Packing moves every layer's weights, bias and gradients into views of two
+flat buffers (values kept), so the layers keep working one by one while a
+single compiled call can also train them all.
+"""
+import numpy as np
+
+from . import kernels
+from .kernels import network
+from ._validation import as_float_array
+from .layers import Linear
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+
+
+def pack(model, layers):
+    """A FusedNetwork for `layers`, or None when they cannot be fused: not all
+    Linear, mixed dtypes, mismatched widths, or a layer already packed by
+    another model (whose buffers it must keep using)."""
+    if not layers or not all(isinstance(layer, Linear) for layer in layers):
+        return None
+    if len({layer.dtype for layer in layers}) != 1 or any(layer.packed_by is not None for layer in layers):
+        return None
+    if any(a.out_features != b.in_features for a, b in zip(layers, layers[1:])):
+        return None
+    return FusedNetwork(model, layers)
+
+
+class FusedNetwork:
+    def __init__(self, model, layers):
+        self.dtype = layers[0].dtype
+        rows, offset = [], 0
+        for layer in layers:
+            n_in, n_out, has_bias = layer.in_features, layer.out_features, layer.bias is not None
+            rows.append([n_in, n_out, layer._act, int(has_bias), offset, offset + n_in * n_out if has_bias else 0])
+            offset += n_in * n_out + (n_out if has_bias else 0)
+        self.table = np.array(rows, np.int64)
+        self.params = np.empty(offset, self.dtype)
+        self.grads = np.zeros(offset, self.dtype)
+        for layer, (n_in, n_out, _, has_bias, w_off, b_off) in zip(layers, rows):
+            w_view = self.params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
+            w_view[...] = layer.weights
+            b_view = gb_view = None
+            if has_bias:
+                b_view = self.params[b_off:b_off + n_out]
+                b_view[...] = layer.bias
+                gb_view = self.grads[b_off:b_off + n_out]
+            layer._bind(w_view, self.grads[w_off:w_off + n_in * n_out].reshape(n_in, n_out), b_view, gb_view)
+            layer.packed_by = model
+        self.n_in, self.n_out = layers[0].in_features, layers[-1].out_features
+        self.last_activation = layers[-1]._act
+        self._sum_out = int(self.table[:, 1].sum())
+        self._max_width = int(max(self.table[:, 0].max(), self.table[:, 1].max()))
+        self.capacity = -1
+        self._empty_labels = np.empty(0, np.int64)
+        self._empty_target = np.empty((0, 0), self.dtype)
+
+    def uses(self, optimizer):
+        """True when `optimizer` is a plain SGD over exactly these buffers."""
+        from .optim import SGD
+
+        return type(optimizer) is SGD and optimizer.flat_params is self.params
+
+    def _workspace(self, batch):
+        # Grown to the largest batch seen, never per step: the kernels slice it.
+        if batch > self.capacity:
+            b = max(batch, 1)
+            self.outs = np.empty(b * self._sum_out, self.dtype)
+            self.delta = np.empty(b * self._max_width, self.dtype)
+            self.grad_a = np.empty(b * self._max_width, self.dtype)
+            self.grad_b = np.empty(b * self._max_width, self.dtype)
+            self.grad_top = np.empty(b * self.n_out, self.dtype)
+            self.capacity = batch
+        return self.outs, self.delta, self.grad_a, self.grad_b, self.grad_top
+
+    def loss_args(self, loss, y, batch):
+        """(loss_code, reduction, target, labels) with y validated, or None when
+        this loss is not fused (the caller then goes layer by layer)."""
+        reduction = loss._reduction
+        if isinstance(loss, CrossEntropyLoss):
+            y_arr = np.asarray(y)
+            if y_arr.dtype.kind in "iu":
+                labels = np.ascontiguousarray(y_arr, dtype=np.int64)
+                if labels.shape != (batch,):
+                    raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
+                if labels.size and (labels.min() < 0 or labels.max() >= self.n_out):
+                    raise ValueError(f"target class indices must lie in [0, {self.n_out - 1}], got "
+                                     f"values in [{labels.min()}, {labels.max()}]")
+                return network.CROSS_ENTROPY_LABELS, reduction, self._empty_target, labels
+            code = network.CROSS_ENTROPY_SOFT
+        elif type(loss) is MSELoss:
+            code = network.MSE
+        elif type(loss) is BCEWithLogitsLoss:
+            code = network.BCE_WITH_LOGITS
+        elif type(loss) is BCELoss and self.last_activation == kernels.SIGMOID:
+            code = network.BCE  # a sigmoid output is a probability: no range check needed
+        else:
+            return None
+        target = as_float_array(y, "target", self.dtype, (batch, self.n_out))
+        return code, reduction, target, self._empty_labels
+
+    def train_step(self, x, loss_args, optimizer):
+        code, reduction, target, labels = loss_args
+        return network.network_train_step(
+            self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, code,
+            reduction, optimizer.lr, optimizer.momentum, *self._workspace(x.shape[0]))
+
+    def train_epoch(self, x, loss_args, optimizer, order, batch_size):
+        code, reduction, target, labels = loss_args
+        rows = min(batch_size, x.shape[0])
+        x_batch = np.empty((rows, self.n_in), self.dtype)
+        target_batch = np.empty((rows if target.shape[0] else 0, target.shape[1]), self.dtype)
+        labels_batch = np.empty(rows if labels.shape[0] else 0, np.int64)
+        return network.network_train_epoch(
+            self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, order,
+            batch_size, code, reduction, optimizer.lr, optimizer.momentum, x_batch, target_batch,
+            labels_batch, *self._workspace(rows))

@@ -1,0 +1,146 @@
+"""A whole network of dense layers in one compiled call: forward, loss,
+backward and the SGD update, per step or per epoch of mini-batches.
+
+It calls the very kernels the layer-by-layer API calls, in the same order, so
+both give bit-identical parameters; what it removes is the Python between
+them (a few microseconds per layer, which is the whole cost of a small net).
+
+Layout. All parameters live in one flat buffer `params` (P,), with gradients
+in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
+momentum. `table` (L, 6) int64 describes layer l as
+    [in_features, out_features, activation, has_bias, weights_offset, bias_offset]
+with weights stored (in, out) C-ordered at weights_offset.
+Workspaces are flat too, sized for the largest batch B:
+    outs (B * sum of out_features): every layer's output, layer after layer
+    delta, grad_a, grad_b (B * max width): reused by every layer
+"""
+import numpy as np
+
+from ._jit import jit
+from .dense import dense_backward, dense_forward
+from .losses import (bce_backward, bce_forward, bce_with_logits_backward, bce_with_logits_forward,
+                     mse_backward, mse_forward, soft_cross_entropy_backward,
+                     soft_cross_entropy_forward, softmax_cross_entropy_backward,
+                     softmax_cross_entropy_forward)
+from .optim import sgd_update
+
+MSE, BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT = 0, 1, 2, 3, 4
+
+
+@jit
+def _weights(table, params, l):
+    n_in, n_out, w_off = table[l, 0], table[l, 1], table[l, 4]
+    return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+
+
+@jit
+def _bias(table, params, l):
+    if table[l, 3] == 0:
+        return params[0:0]
+    return params[table[l, 5]:table[l, 5] + table[l, 1]]
+
+
+@jit
+def _output(table, outs, batch, l):
+    off = 0
+    for k in range(l):
+        off += batch * table[k, 1]
+    return outs[off:off + batch * table[l, 1]].reshape((batch, table[l, 1]))
+
+
+# x (B, in_0) -> every layer's output in outs; returns the last (B, out_L)
+@jit
+def network_forward(table, params, x, outs):
+    batch = x.shape[0]
+    inp = x
+    for l in range(table.shape[0]):
+        out = _output(table, outs, batch, l)
+        dense_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, 2], out)
+        inp = out
+    return inp
+
+
+# grad_top (B, out_L) -> grads of every layer; the input's gradient is skipped
+@jit
+def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, grad_b):
+    batch = x.shape[0]
+    n_layers = table.shape[0]
+    grad_out = grad_top
+    for l in range(n_layers - 1, -1, -1):
+        n_in, n_out = table[l, 0], table[l, 1]
+        inp = x if l == 0 else _output(table, outs, batch, l - 1)
+        # ping-pong between two buffers: layer l reads one and writes the other
+        grad_x = (grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b)[:batch * n_in].reshape((batch, n_in))
+        dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
+                       table[l, 2], l > 0, delta[:batch * n_out].reshape((batch, n_out)),
+                       _weights(table, grads, l), _bias(table, grads, l), grad_x)
+        grad_out = grad_x
+
+
+# pred (B, C), target (B, C) floats or labels (B,) ints -> loss; grad_pred written
+@jit
+def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred):
+    flat_pred = pred.reshape(-1)
+    flat_grad = grad_pred.reshape(-1)
+    if loss_code == MSE:
+        flat_target = target.reshape(-1)
+        value = mse_forward(flat_pred, flat_target, reduction)
+        mse_backward(flat_pred, flat_target, reduction, flat_grad)
+    elif loss_code == BCE:
+        flat_target = target.reshape(-1)
+        value = bce_forward(flat_pred, flat_target, reduction)
+        bce_backward(flat_pred, flat_target, reduction, flat_grad)
+    elif loss_code == BCE_WITH_LOGITS:
+        flat_target = target.reshape(-1)
+        value = bce_with_logits_forward(flat_pred, flat_target, reduction)
+        bce_with_logits_backward(flat_pred, flat_target, reduction, flat_grad)
+    elif loss_code == CROSS_ENTROPY_LABELS:
+        value = softmax_cross_entropy_forward(pred, labels, reduction)
+        softmax_cross_entropy_backward(pred, labels, reduction, grad_pred)
+    else:
+        value = soft_cross_entropy_forward(pred, target, reduction)
+        soft_cross_entropy_backward(pred, target, reduction, grad_pred)
+    return value
+
+
+# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
+@jit
+def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
+                       lr, momentum, outs, delta, grad_a, grad_b, grad_top):
+    batch = x.shape[0]
+    n_last = table[table.shape[0] - 1, 1]
+    pred = network_forward(table, params, x, outs)
+    top = grad_top[:batch * n_last].reshape((batch, n_last))
+    value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+    network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
+    sgd_update(params, grads, lr, momentum, velocity)
+    return value
+
+
+# One epoch: batches of `order`'s rows, each gathered into the x_batch /
+# target_batch / labels_batch buffers (B rows), then one fused step.
+# Returns the sum over batches of loss * batch rows.
+@jit
+def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
+                        loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch,
+                        outs, delta, grad_a, grad_b, grad_top):
+    n = order.shape[0]
+    has_target = target.shape[0] != 0
+    has_labels = labels.shape[0] != 0
+    total = 0.0
+    for lo in range(0, n, batch_size):
+        rows = min(batch_size, n - lo)
+        for r in range(rows):
+            src = order[lo + r]
+            x_batch[r, :] = x[src, :]
+            if has_target:
+                target_batch[r, :] = target[src, :]
+            if has_labels:
+                labels_batch[r] = labels[src]
+        value = network_train_step(
+            table, params, grads, velocity, x_batch[:rows],
+            target_batch[:rows] if has_target else target_batch[:0],
+            labels_batch[:rows] if has_labels else labels_batch[:0],
+            loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
+        total += value * rows
+    return total

@@ -1,0 +1,127 @@
+"""The fused whole-network step and epoch against the layer-by-layer API:
+same kernels in the same order, so the parameters must be bit-identical."""
+import numpy as np
+import pytest
+
+import fastbp
+
+LOSSES = {
+    "mse": (lambda: fastbp.MSELoss(), "float"),
+    "mse_half_sum": (lambda: fastbp.MSELoss("half_sum"), "float"),
+    "bce": (lambda: fastbp.BCELoss(), "binary"),
+    "bce_logits": (lambda: fastbp.BCEWithLogitsLoss(reduction="sum"), "binary"),
+    "ce_labels": (lambda: fastbp.CrossEntropyLoss(), "labels"),
+    "ce_soft": (lambda: fastbp.CrossEntropyLoss(), "soft"),
+}
+
+
+def make_model(dtype, widths=(3, 40, 30, 4), last="sigmoid", seed=0):
+    rng = np.random.default_rng(seed)
+    acts = ["relu", "tanh", last]
+    return fastbp.Sequential(*[fastbp.Linear(a, b, activation=act, dtype=dtype, rng=rng, bias=i != 1)
+                               for i, (a, b, act) in enumerate(zip(widths, widths[1:], acts))])
+
+
+def make_targets(kind, rng, n, classes):
+    if kind == "float":
+        return rng.standard_normal((n, classes))
+    if kind == "binary":
+        return rng.integers(0, 2, (n, classes)).astype(float)
+    if kind == "labels":
+        return rng.integers(0, classes, n)
+    return rng.dirichlet(np.ones(classes), n)
+
+
+def layer_by_layer_step(model, x, y, loss, optimizer):
+    value = loss.forward(model.forward(x), y)
+    model.backward(loss.backward())
+    optimizer.step()
+    return value
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+@pytest.mark.parametrize("loss_name", sorted(LOSSES))
+def test_fused_step_is_bit_identical_to_layer_by_layer(dtype, momentum, loss_name):
+    make_loss, kind = LOSSES[loss_name]
+    rng = np.random.default_rng(1)
+    fused, plain = make_model(dtype), make_model(dtype)
+    assert fused.fused is not None
+    fused_opt = fastbp.SGD(fused.parameters(), lr=0.05, momentum=momentum)
+    # the reversed list tiles no buffer in order: SGD updates parameter by parameter
+    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.05, momentum=momentum)
+    assert fused.fused.uses(fused_opt) and not plain.fused.uses(plain_opt)
+    loss_a, loss_b = make_loss(), make_loss()
+    for batch in (16, 16, 5, 1, 16):  # varying batch sizes reuse the workspace
+        x = rng.standard_normal((batch, 3)).astype(dtype)
+        y = make_targets(kind, rng, batch, 4)
+        value_fused = fused.train_step(x, y, loss_a, fused_opt)
+        value_plain = layer_by_layer_step(plain, x, y, loss_b, plain_opt)
+        assert value_fused == value_plain
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
+        np.testing.assert_array_equal(a.grad, b.grad)
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_fused_fit_epoch_matches_a_python_loop(shuffle):
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((50, 3))
+    y = rng.integers(0, 4, 50)
+    fused, plain = make_model(np.float32, last="identity"), make_model(np.float32, last="identity")
+    opt = fastbp.SGD(fused.parameters(), lr=0.1, momentum=0.5)
+    history = fused.fit(x, y, loss=fastbp.CrossEntropyLoss(), optimizer=opt, epochs=3, batch_size=8,
+                        shuffle=shuffle, rng=7)
+    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.1, momentum=0.5)
+    order_rng = np.random.default_rng(7)
+    losses = []
+    for _ in range(3):
+        order = order_rng.permutation(50) if shuffle else np.arange(50)
+        total = 0.0
+        for lo in range(0, 50, 8):
+            idx = order[lo:lo + 8]
+            total += layer_by_layer_step(plain, x[idx], y[idx], fastbp.CrossEntropyLoss(), plain_opt) * len(idx)
+        losses.append(total / 50)
+    np.testing.assert_allclose(history["loss"], losses, rtol=1e-12)
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
+
+
+def test_packed_layers_stay_usable_one_by_one_and_share_nothing_unexpected():
+    model = make_model(np.float64)
+    first = model[0]
+    assert first.weights.base is model.fused.params
+    first.weights = np.ones((3, 40))
+    assert np.all(model.fused.params[:120] == 1)
+    # a layer already packed by one model is not repacked by another
+    other = fastbp.Sequential(first, fastbp.Linear(40, 2, dtype=np.float64))
+    assert other.fused is None and first.weights.base is model.fused.params
+    out = other.forward(np.ones((2, 3)))
+    assert out.shape == (2, 2)
+
+
+def test_unfusable_cases_fall_back():
+    model = fastbp.Sequential(fastbp.Linear(2, 3), fastbp.ReLU(), fastbp.Linear(3, 1))
+    assert model.fused is None
+    x, y = np.ones((4, 2)), np.ones((4, 1))
+    assert np.isfinite(model.train_step(x, y, fastbp.MSELoss(), fastbp.SGD(model.parameters(), lr=0.1)))
+    # BCE on a non-sigmoid output is checked by BCELoss itself, not fused
+    linear = fastbp.Sequential(fastbp.Linear(2, 1, rng=0))
+    with pytest.raises(ValueError, match="probabilities"):
+        linear.train_step(np.full((4, 2), 10.0), np.ones((4, 1)), fastbp.BCELoss(),
+                          fastbp.SGD(linear.parameters(), lr=0.1))
+    # Adam is not fused but works through the same train_step
+    model2 = make_model(np.float32)
+    assert np.isfinite(model2.train_step(np.ones((4, 3)), np.ones((4, 4)) / 2, fastbp.BCELoss(),
+                                         fastbp.Adam(model2.parameters())))
+
+
+def test_fused_step_validates_its_input():
+    model = make_model(np.float32)
+    opt = fastbp.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(ValueError, match=r"x must have shape \(\*, 3\), got \(4, 2\)"):
+        model.train_step(np.ones((4, 2)), np.ones((4, 4)), fastbp.MSELoss(), opt)
+    with pytest.raises(ValueError, match=r"target must have shape \(4, 4\), got \(4, 3\)"):
+        model.train_step(np.ones((4, 3)), np.ones((4, 3)), fastbp.MSELoss(), opt)
+    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 3\]"):
+        model.train_step(np.ones((2, 3)), np.array([0, 4]), fastbp.CrossEntropyLoss(), opt)
