@@ -7,7 +7,7 @@ beside its `*_backward`.
 """
 from .activations import (IDENTITY, NAMES as ACTIVATION_NAMES, RELU, SIGMOID, TANH,
                           activation_backward, activation_forward)
-from .dense import DIRECT_LOOP_MAX_WEIGHTS, dense_backward, dense_forward
+from .dense import DIRECT_LOOP_MAX_MACS, dense_backward, dense_forward
 from .losses import (HALF_SUM, MEAN, REDUCTIONS, SUM, bce_backward, bce_forward,
                      bce_with_logits_backward, bce_with_logits_forward, mse_backward,
                      mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward,
@@ -17,7 +17,7 @@ from .optim import adam_update, sgd_update
 __all__ = [
     "IDENTITY", "SIGMOID", "RELU", "TANH", "ACTIVATION_NAMES",
     "activation_forward", "activation_backward",
-    "DIRECT_LOOP_MAX_WEIGHTS", "dense_forward", "dense_backward",
+    "DIRECT_LOOP_MAX_MACS", "dense_forward", "dense_backward",
     "MEAN", "SUM", "HALF_SUM", "REDUCTIONS",
     "mse_forward", "mse_backward", "bce_forward", "bce_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",

@@ -43,22 +43,22 @@ def test_linear_matches_torch(batch, n_in, n_out, activation, bias, dtype, layou
         assert_close(layer.grad_bias, tb.grad, dtype)
 
 
-@pytest.mark.parametrize("n_in,n_out", [(2, 4), (30, 30), (40, 40), (64, 64)])
+@pytest.mark.parametrize("batch,n_in,n_out", [(17, 2, 4), (1, 16, 16), (17, 30, 30), (64, 64, 64)])
 @pytest.mark.parametrize("activation", ["identity", "sigmoid", "relu", "tanh"])
-def test_direct_loop_and_blas_paths_agree(n_in, n_out, activation):
-    """Shapes either side of DIRECT_LOOP_MAX_WEIGHTS give the same numbers
-    whichever path runs: compare the kernel with a pure-numpy evaluation."""
+def test_direct_loop_and_blas_paths_agree(batch, n_in, n_out, activation):
+    """Shapes either side of DIRECT_LOOP_MAX_MACS match torch whichever path runs."""
     rng = np.random.default_rng(n_in * 7 + n_out)
     layer = fastbp.Linear(n_in, n_out, activation=activation, dtype=np.float64, rng=rng)
-    x = rng.standard_normal((17, n_in))
-    grad_out = rng.standard_normal((17, n_out))
+    x = rng.standard_normal((batch, n_in))
+    grad_out = rng.standard_normal((batch, n_out))
     tx, tw, tb, tout = torch_dense(x, layer)
     (tout * torch.tensor(grad_out)).sum().backward()
     assert_close(layer.forward(x), tout)
     assert_close(layer.backward(grad_out), tx.grad)
     assert_close(layer.grad_weights, tw.grad)
     assert_close(layer.grad_bias, tb.grad)
-    assert (n_in * n_out <= kernels.DIRECT_LOOP_MAX_WEIGHTS) == (n_in * n_out <= 1024)
+    direct = batch * n_in * n_out <= kernels.DIRECT_LOOP_MAX_MACS
+    assert direct == (n_in < 30)  # both paths are exercised
 
 
 def test_backward_overwrites_gradients_like_the_notebooks():
