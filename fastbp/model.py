@@ -56,7 +56,7 @@ class Sequential(Layer):
 
         For a stack of Linear layers trained by SGD (built on this model's
         `parameters()`) this is one compiled call with no allocation; the
-        result is bit-identical to `forward`, `loss`, `backward`, `step`.
+        result equals `forward`, `loss`, `backward`, `step` to float rounding.
         Either way, `backward` overwrites the gradients.
         """
         fused = self._fused_args(x, y, loss, optimizer)

@@ -1,9 +1,10 @@
 """A whole network of dense layers in one compiled call: forward, loss,
 backward and the SGD update, per step or per epoch of mini-batches.
 
-It calls the very kernels the layer-by-layer API calls, in the same order, so
-both give bit-identical parameters; what it removes is the Python between
-them (a few microseconds per layer, which is the whole cost of a small net).
+It calls the very kernels the layer-by-layer API calls, in the same order;
+what it removes is the Python between them (a few microseconds per layer,
+which is the whole cost of a small net). The two agree to float rounding but
+not yet bit for bit (tests/test_fused.py says what is known).
 
 Layout. All parameters live in one flat buffer `params` (P,), with gradients
 in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
