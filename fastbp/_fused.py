@@ -10,7 +10,8 @@ from . import kernels
 from .kernels import network
 from ._validation import as_float_array
 from .layers import Linear
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_labels
+from .optim import SGD
 
 
 def pack(model, layers):
@@ -57,8 +58,6 @@ class FusedNetwork:
 
     def uses(self, optimizer):
         """True when `optimizer` is a plain SGD over exactly these buffers."""
-        from .optim import SGD
-
         return type(optimizer) is SGD and optimizer.flat_params is self.params
 
     def _workspace(self, batch):
@@ -80,12 +79,7 @@ class FusedNetwork:
         if isinstance(loss, CrossEntropyLoss):
             y_arr = np.asarray(y)
             if y_arr.dtype.kind in "iu":
-                labels = np.ascontiguousarray(y_arr, dtype=np.int64)
-                if labels.shape != (batch,):
-                    raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
-                if labels.size and (labels.min() < 0 or labels.max() >= self.n_out):
-                    raise ValueError(f"target class indices must lie in [0, {self.n_out - 1}], got "
-                                     f"values in [{labels.min()}, {labels.max()}]")
+                labels = check_labels(y_arr, batch, self.n_out)
                 return network.CROSS_ENTROPY_LABELS, reduction, self._empty_target, labels
             code = network.CROSS_ENTROPY_SOFT
         elif type(loss) is MSELoss:

@@ -8,6 +8,17 @@ from . import kernels
 from ._validation import as_float_array, check_choice, float_dtype_of
 
 
+def check_labels(target, batch, classes):
+    """Integer class indices as a (batch,) int64 array, each in [0, classes)."""
+    labels = np.ascontiguousarray(target, dtype=np.int64)
+    if labels.shape != (batch,):
+        raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"target class indices must lie in [0, {classes - 1}], got "
+                         f"values in [{labels.min()}, {labels.max()}]")
+    return labels
+
+
 class Loss:
     reductions = ("mean", "sum")
 
@@ -82,13 +93,7 @@ class CrossEntropyLoss(Loss):
         pred = as_float_array(pred, "pred", dtype, (None, None))
         target_arr = np.asarray(target)
         if target_arr.dtype.kind in "iu":
-            labels = np.ascontiguousarray(target_arr, dtype=np.int64)
-            if labels.shape != pred.shape[:1]:
-                raise ValueError(f"target of class indices must have shape ({pred.shape[0]},), "
-                                 f"got {labels.shape}")
-            if labels.size and (labels.min() < 0 or labels.max() >= pred.shape[1]):
-                raise ValueError(f"target class indices must lie in [0, {pred.shape[1] - 1}], got "
-                                 f"values in [{labels.min()}, {labels.max()}]")
+            labels = check_labels(target_arr, *pred.shape)
             self.pred, self.target, self._labels = pred, labels, True
             return float(kernels.softmax_cross_entropy_forward(pred, labels, self._reduction))
         target = as_float_array(target_arr, "target", dtype, pred.shape)
