@@ -1,4 +1,4 @@
-"""`python -m fastbp demo` (the README's main job)."""
+"""`python -m fastbp demo` (the README's main job) and `python -m fastbp bench`."""
 import argparse
 import sys
 
@@ -11,7 +11,15 @@ def main(argv=None):
     demo.add_argument("--batch-size", type=int, default=8)
     demo.add_argument("--lr", type=float, default=0.1)
     demo.add_argument("--print-every", type=int, default=20)
-    args = parser.parse_args(argv)
+    sub.add_parser("bench", add_help=False,
+                   help="time fastbp against numpy and torch side by side (see `fastbp bench -h`)")
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "bench":
+        from .bench import main as bench_main
+
+        return bench_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "demo":
         from .demo import run
 

@@ -5,7 +5,7 @@ only when asked for.
 """
 import numpy as np
 
-_NUMPY_ACT = {
+NUMPY_ACTIVATIONS = {
     "identity": (lambda z: z, lambda y: 1.0),
     "sigmoid": (lambda z: 1 / (1 + np.exp(-z)), lambda y: y * (1 - y)),
     "relu": (lambda z: np.maximum(z, 0), lambda y: (y > 0).astype(y.dtype)),
@@ -28,7 +28,7 @@ class NumpyMLP:
             z = x.dot(weights)
             if bias is not None:
                 z = z + bias
-            x = _NUMPY_ACT[act][0](z)
+            x = NUMPY_ACTIVATIONS[act][0](z)
             self.activations.append(x)
         return x
 
@@ -38,7 +38,7 @@ class NumpyMLP:
         grad = out - y
         for i in reversed(range(len(self.layers))):
             weights, bias, act = self.layers[i]
-            delta = grad * _NUMPY_ACT[act][1](self.activations[i + 1])
+            delta = grad * NUMPY_ACTIVATIONS[act][1](self.activations[i + 1])
             grad = delta.dot(weights.T)
             weights -= lr * self.activations[i].T.dot(delta)
             if bias is not None:

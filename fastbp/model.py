@@ -59,10 +59,10 @@ class Sequential(Layer):
         result equals `forward`, `loss`, `backward`, `step` to float rounding.
         Either way, `backward` overwrites the gradients.
         """
-        fused = self._fused_args(x, y, loss, optimizer)
-        if fused is not None:
-            x, loss_args = fused
-            return float(self.fused.train_step(x, loss_args, optimizer))
+        if self.fused is not None:
+            value = self.fused.step(x, y, loss, optimizer)
+            if value is not None:
+                return value
         value = loss.forward(self.forward(x), y)
         self.backward(loss.backward())
         optimizer.step()
@@ -71,7 +71,7 @@ class Sequential(Layer):
     def _fused_args(self, x, y, loss, optimizer):
         if self.fused is None or not self.fused.uses(optimizer):
             return None
-        x = as_float_array(x, "x", self.fused.dtype, (None, self.fused.n_in))
+        x = self.fused.check_input(x)
         loss_args = self.fused.loss_args(loss, y, x.shape[0])
         return None if loss_args is None else (x, loss_args)
 

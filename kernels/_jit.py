@@ -1,4 +1,5 @@
-"""The decorators every CPU kernel uses, and `const_like` for typed constants.
+"""The decorators every CPU kernel uses, `const_like` for typed constants, and
+`view2d` / `ravel` for cheap views of flat buffers.
 
 - ``cache=True``: compiled code is written next to the source (or to
   ``NUMBA_CACHE_DIR``) so a second process loads it in milliseconds.
@@ -12,7 +13,9 @@
   serial and let BLAS own the threads.
 """
 from numba import njit, types
-from numba.extending import overload
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
 
 jit = njit(cache=True, error_model="numpy", nogil=True)
 inline = njit(inline="always", error_model="numpy")
@@ -36,3 +39,59 @@ def _const_like(x, value):
             return float_type(value)
 
         return impl
+
+
+def _intp(context, builder, value):
+    intp = context.get_value_type(types.intp)
+    return builder.sext(value, intp) if value.type.width < intp.width else value
+
+
+def _view_codegen(src_type, ret_type, shape_of):
+    """Code for a C-ordered view of a C-contiguous array: same data and owner,
+    new shape (shape_of(builder, args) -> list of intp values)."""
+    def codegen(context, builder, signature, args):
+        src = make_array(src_type)(context, builder, args[0])
+        view = make_array(ret_type)(context, builder)
+        itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
+            context.get_data_type(src_type.dtype)))
+        dims = [_intp(context, builder, d) for d in shape_of(builder, src, args)]
+        strides, stride = [], itemsize
+        for d in reversed(dims):
+            strides.insert(0, stride)
+            stride = builder.mul(stride, d)
+        offset = _intp(context, builder, args[1]) if len(args) > 1 else context.get_constant(types.intp, 0)
+        populate_array(view, data=builder.gep(src.data, [offset]), shape=cgutils.pack_array(builder, dims),
+                       strides=cgutils.pack_array(builder, strides), itemsize=itemsize,
+                       meminfo=src.meminfo, parent=src.parent)
+        result = view._getvalue()
+        context.nrt.incref(builder, ret_type, result)
+        return result
+    return codegen
+
+
+@intrinsic
+def view2d(typingctx, flat, offset, rows, cols):
+    """flat[offset:offset + rows * cols] seen as a C-ordered (rows, cols) array.
+
+    What ``flat[a:b].reshape((rows, cols))`` gives, without its checks: numba's
+    reshape costs ~29 ns, which a network of tiny layers pays ~20 times a step
+    (0.6 us of a 2 us step). The caller guarantees `flat` is 1-D C-contiguous
+    and long enough.
+    """
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    ret = types.Array(flat.dtype, 2, "C")
+    return ret(flat, offset, rows, cols), _view_codegen(flat, ret, lambda b, src, args: args[2:4])
+
+
+@intrinsic
+def ravel(typingctx, array):
+    """A C-contiguous 2-D array as 1-D, sharing memory (reshape(-1) without the checks)."""
+    if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
+        return None
+    ret = types.Array(array.dtype, 1, "C")
+
+    def size(builder, src, args):
+        rows, cols = cgutils.unpack_tuple(builder, src.shape, 2)
+        return [builder.mul(rows, cols)]
+    return ret(array), _view_codegen(array, ret, size)

@@ -17,7 +17,7 @@ Workspaces are flat too, sized for the largest batch B:
 """
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
 from .losses import (bce_backward, bce_forward, bce_with_logits_backward, bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
@@ -31,7 +31,7 @@ MSE, BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT = 0, 1, 2, 3
 @jit
 def _weights(table, params, l):
     n_in, n_out, w_off = table[l, 0], table[l, 1], table[l, 4]
-    return params[w_off:w_off + n_in * n_out].reshape((n_in, n_out))
+    return view2d(params, w_off, n_in, n_out)
 
 
 @jit
@@ -46,7 +46,7 @@ def _output(table, outs, batch, l):
     off = 0
     for k in range(l):
         off += batch * table[k, 1]
-    return outs[off:off + batch * table[l, 1]].reshape((batch, table[l, 1]))
+    return view2d(outs, off, batch, table[l, 1])
 
 
 # x (B, in_0) -> every layer's output in outs; returns the last (B, out_L)
@@ -71,9 +71,9 @@ def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, gra
         n_in, n_out = table[l, 0], table[l, 1]
         inp = x if l == 0 else _output(table, outs, batch, l - 1)
         # ping-pong between two buffers: layer l reads one and writes the other
-        grad_x = (grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b)[:batch * n_in].reshape((batch, n_in))
+        grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
         dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
-                       table[l, 2], l > 0, delta[:batch * n_out].reshape((batch, n_out)),
+                       table[l, 2], l > 0, view2d(delta, 0, batch, n_out),
                        _weights(table, grads, l), _bias(table, grads, l), grad_x)
         grad_out = grad_x
 
@@ -81,18 +81,18 @@ def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, gra
 # pred (B, C), target (B, C) floats or labels (B,) ints -> loss; grad_pred written
 @jit
 def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred):
-    flat_pred = pred.reshape(-1)
-    flat_grad = grad_pred.reshape(-1)
+    flat_pred = ravel(pred)
+    flat_grad = ravel(grad_pred)
     if loss_code == MSE:
-        flat_target = target.reshape(-1)
+        flat_target = ravel(target)
         value = mse_forward(flat_pred, flat_target, reduction)
         mse_backward(flat_pred, flat_target, reduction, flat_grad)
     elif loss_code == BCE:
-        flat_target = target.reshape(-1)
+        flat_target = ravel(target)
         value = bce_forward(flat_pred, flat_target, reduction)
         bce_backward(flat_pred, flat_target, reduction, flat_grad)
     elif loss_code == BCE_WITH_LOGITS:
-        flat_target = target.reshape(-1)
+        flat_target = ravel(target)
         value = bce_with_logits_forward(flat_pred, flat_target, reduction)
         bce_with_logits_backward(flat_pred, flat_target, reduction, flat_grad)
     elif loss_code == CROSS_ENTROPY_LABELS:
@@ -111,7 +111,7 @@ def network_train_step(table, params, grads, velocity, x, target, labels, loss_c
     batch = x.shape[0]
     n_last = table[table.shape[0] - 1, 1]
     pred = network_forward(table, params, x, outs)
-    top = grad_top[:batch * n_last].reshape((batch, n_last))
+    top = view2d(grad_top, 0, batch, n_last)
     value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
     network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
     sgd_update(params, grads, lr, momentum, velocity)

@@ -141,6 +141,38 @@ def test_seed002_conv_tanh_scale_sigmoid_network():
     np.testing.assert_allclose(d_w1[0, 0], -0.1342557202950444, rtol=1e-13)
 
 
+
+def test_seed002_with_fastbp_conv2d_scale_and_flatten_layers():
+    """The same network built from fastbp's own layers: Conv2D (1 -> 1 channel,
+    2x2 kernel, no bias) with tanh, Flatten, Scale(4), Sigmoid."""
+    x = np.array([[1., 2., 3.], [4., 5., 6.], [7., 8., 9.]]).reshape(1, 1, 3, 3)
+    w1 = np.array([[0.1, -0.1], [0.2, 0.001]])
+    w2 = np.array([0.0005, -0.2, 0.2, 0.5])
+    y = np.array([[-1., -1., 1., 1.]])
+    conv = fastbp.Conv2D(1, 1, 2, activation="tanh", bias=False, dtype=np.float64)
+    conv.weights = w1.reshape(1, 1, 2, 2)
+    scale = fastbp.Scale(4, init=w2, dtype=np.float64)
+    net = fastbp.Sequential(conv, fastbp.Flatten(), scale, fastbp.Sigmoid())
+    loss = fastbp.MSELoss(reduction="half_sum")
+
+    value = loss(net.forward(x), y)
+    d_L1A = net.backward(loss.backward())
+
+    L1 = np.arctanh(conv.output).ravel()  # the notebook's pre-activation
+    np.testing.assert_allclose(L1, [0.705, 0.906, 1.308, 1.509], rtol=1e-14)
+    np.testing.assert_allclose(scale.output.ravel(), [3.03765944e-04, -1.43841367e-01, 1.72753696e-01,
+                                                      4.53380714e-01], rtol=5e-9)
+    np.testing.assert_allclose(value, 2.3767862745225306, rtol=1e-14)
+    np.testing.assert_allclose(scale.grad_weights, [0.22783599, 0.26189097, -0.09793547, -0.08370645],
+                               atol=5e-9)
+    # d_L1 (the gradient at the convolution's pre-activation) times the input
+    # patch gives d_w1; the notebook prints both
+    d_L1 = (scale.backward(net[3].backward(loss.backward())).reshape(1, 1, 2, 2)
+            * (1 - conv.output ** 2)).ravel()
+    np.testing.assert_allclose(d_L1, [0.0001183, -0.03515696, -0.00575761, -0.00820593], atol=5e-9)
+    np.testing.assert_allclose(conv.grad_weights[0, 0, 0, 0], -0.1342557202950444, rtol=1e-13)
+    assert d_L1A.shape == x.shape
+
 def test_seed003_L_layer_sigmoid_net_with_layer0_gradient_from_the_input():
     """The notebook's 7-5-3-1 net in column form (z = W a + b). Its loop takes
     layer 0's weight gradient from a[-1] (the *last* activation), giving shape

@@ -1,0 +1,135 @@
+"""Training: one step through the layer API, one fused step, one epoch of fit.
+
+numpy is fastbp.baselines.NumpyMLP (the seed notebooks' style) and torch is
+nn.Sequential + optim.SGD, eager; both do the same step (0.5 * sum of squared
+errors, plain SGD) from the same initial parameters.
+"""
+import numpy as np
+
+import fastbp
+from fastbp.baselines import NumpyMLP, torch_mlp, torch_train_step
+
+from fastbp.bench import build
+
+from .common import IMPLS, NETWORKS, network, torch_threads
+
+# Small enough that no implementation diverges over a benchmark's repeats.
+LR = 1e-5
+
+
+def _data(model, batch, seed=1):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((batch, model[0].in_features)).astype(np.float32)
+    y = rng.uniform(0, 1, (batch, model[-1].out_features)).astype(np.float32)
+    return x, y
+
+
+def _baseline_step(impl, model, x, y):
+    """The numpy or torch training step on a copy of `model`."""
+    if impl == "numpy":
+        net = NumpyMLP(model)
+        return lambda: net.train_step(x, y, LR)
+    torch = torch_threads()
+    net = torch_mlp(model)
+    opt = torch.optim.SGD(net.parameters(), lr=LR)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    return lambda: torch_train_step(net, opt, tx, ty)
+
+
+class LayerTrainStep:
+    """forward, loss, backward and SGD step, called layer by layer."""
+    params = (IMPLS, list(NETWORKS))
+    param_names = ["impl", "network"]
+
+    def setup(self, impl, name):
+        model, batch = network(name)
+        x, y = _data(model, batch)
+        if impl == "fastbp":
+            loss = fastbp.MSELoss("half_sum")
+            # parameters in reverse order: not one flat buffer, so nothing is fused
+            opt = fastbp.SGD(model.parameters()[::-1], lr=LR)
+
+            def step():
+                value = loss.forward(model.forward(x), y)
+                model.backward(loss.backward())
+                opt.step()
+                return value
+            self.step = step
+        else:
+            self.step = _baseline_step(impl, model, x, y)
+        self.step()
+
+    def time_step(self, impl, name):
+        self.step()
+
+    def peakmem_step(self, impl, name):
+        self.step()
+
+
+class FusedTrainStep:
+    """Sequential.train_step: the whole step in one compiled call."""
+    params = (IMPLS, list(NETWORKS))
+    param_names = ["impl", "network"]
+
+    def setup(self, impl, name):
+        model, batch = network(name)
+        x, y = _data(model, batch)
+        if impl == "fastbp":
+            loss = fastbp.MSELoss("half_sum")
+            opt = fastbp.SGD(model.parameters(), lr=LR)
+            self.step = lambda: model.train_step(x, y, loss, opt)
+        else:
+            self.step = _baseline_step(impl, model, x, y)
+        self.step()
+
+    def time_step(self, impl, name):
+        self.step()
+
+    def peakmem_step(self, impl, name):
+        self.step()
+
+
+class FitEpoch:
+    """One epoch of mini-batch SGD over the seed-004 data (210 samples, batch 8),
+    2-5-3 sigmoid network. fastbp's fit also records the epoch's accuracy."""
+    params = (IMPLS,)
+    param_names = ["impl"]
+
+    def setup(self, impl):
+        (x, labels), _ = fastbp.gaussian_blobs()
+        x = x.astype(np.float32)
+        y = fastbp.one_hot(labels, 3, np.float32)
+        model = build((2, 5, 3), ("sigmoid", "sigmoid"))
+        batch = 8
+        if impl == "fastbp":
+            loss = fastbp.MSELoss("half_sum")
+            opt = fastbp.SGD(model.parameters(), lr=0.1)
+            self.epoch = lambda: model.fit(x, y, loss=loss, optimizer=opt, epochs=1, batch_size=batch,
+                                           rng=0)
+        else:
+            if impl == "numpy":
+                net = NumpyMLP(model)
+                step = lambda xb, yb: net.train_step(xb, yb, 0.1)  # noqa: E731
+                convert = lambda a: a  # noqa: E731
+            else:
+                torch = torch_threads()
+                net = torch_mlp(model)
+                opt = torch.optim.SGD(net.parameters(), lr=0.1)
+                step = lambda xb, yb: torch_train_step(net, opt, xb, yb)  # noqa: E731
+                convert = torch.from_numpy
+            tx, ty = convert(x), convert(y)
+            rng = np.random.default_rng(0)
+
+            def epoch():
+                order = convert(rng.permutation(len(x)))
+                for lo in range(0, len(x), batch):
+                    idx = order[lo:lo + batch]
+                    step(tx[idx], ty[idx])
+            self.epoch = epoch
+        self.epoch()
+
+    def time_epoch(self, impl):
+        self.epoch()
+
+    def peakmem_epoch(self, impl):
+        self.epoch()

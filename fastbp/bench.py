@@ -1,0 +1,256 @@
+"""`python -m fastbp bench`: fastbp against textbook numpy and torch eager,
+the same work in one process, side by side (torch needed: the `bench` extra).
+
+Three tables:
+- steps: one training step (forward + 0.5*sum-of-squares loss + backward +
+  SGD update), median us, for
+    fused   Sequential.train_step, the whole step in one compiled call
+    layers  forward / loss / backward / step through the layer API
+    numpy   fastbp.baselines.NumpyMLP, the seed notebooks' style
+    torch   nn.Sequential + optim.SGD, eager
+    GEMMs   the step's matrix products alone (x W, x^T delta, delta W^T per
+            layer) with the BLAS fastbp uses: the GEMM-bound limit
+- forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
+- startup: seconds from `import fastbp` to the first finished train step in a
+  fresh process, with an empty numba cache (cold) and a filled one (warm)
+
+asv (benchmarks/) measures the same things per commit; this is the quick look.
+"""
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+from .kernels._jit import jit
+
+STEP_CASES = [  # name, widths, activations, batch
+    ("2-4-1 b8", (2, 4, 1), ("relu", "sigmoid"), 8),
+    ("2-5-3 b210", (2, 5, 3), ("sigmoid", "sigmoid"), 210),
+    ("784-256-256-10 b256", (784, 256, 256, 10), ("relu", "relu", "identity"), 256),
+    ("1024-1024-1024 b1024", (1024, 1024, 1024), ("relu", "identity"), 1024),
+]
+FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
+                 for batch in (256, 4096) for width in (64, 1024)]
+
+
+def median_us(step, budget_s=1.0):
+    """Median time of `step()` in microseconds, after two warm-up calls."""
+    step()
+    step()
+    start = time.perf_counter()
+    step()
+    once = max(time.perf_counter() - start, 1e-7)
+    inner = max(1, int(0.02 / once))
+    samples = []
+    deadline = time.perf_counter() + budget_s
+    while time.perf_counter() < deadline or len(samples) < 5:
+        start = time.perf_counter()
+        for _ in range(inner):
+            step()
+        samples.append((time.perf_counter() - start) / inner)
+    return statistics.median(samples) * 1e6
+
+
+def build(widths, activations, seed=0, dtype=np.float32):
+    """A Sequential of Linear layers with these widths and activations."""
+    from . import Linear, Sequential
+
+    rng = np.random.default_rng(seed)
+    return Sequential(*[Linear(a, b, activation=act, rng=rng, dtype=dtype)
+                        for a, b, act in zip(widths, widths[1:], activations)])
+
+
+# The GEMM-bound limit is timed through numba's np.dot, the BLAS (scipy's
+# OpenBLAS) and the transposes-as-flags calls the kernels themselves use.
+@jit
+def _gemm_nn(a, b, out):
+    np.dot(a, b, out)
+
+
+@jit
+def _gemm_tn(a, b, out):
+    np.dot(a.T, b, out)
+
+
+@jit
+def _gemm_nt(a, b, out):
+    np.dot(a, b.T, out)
+
+
+def step_gemms(widths, batch, rng):
+    """A callable doing exactly one training step's GEMMs for this network."""
+    xs = [rng.standard_normal((batch, w)).astype(np.float32) for w in widths]
+    weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(widths, widths[1:])]
+    grad_weights = [np.empty_like(w) for w in weights]
+    grad_xs = [np.empty_like(x) for x in xs]
+
+    def run():
+        for l, w in enumerate(weights):
+            _gemm_nn(xs[l], w, xs[l + 1])
+        for l in reversed(range(len(weights))):
+            _gemm_tn(xs[l], xs[l + 1], grad_weights[l])
+            if l:  # the first layer's input gradient is not needed
+                _gemm_nt(xs[l + 1], weights[l], grad_xs[l])
+    return run
+
+
+def time_steps(widths, activations, batch, budget_s=1.0):
+    """{implementation: median us per training step} for one network."""
+    import torch
+
+    from . import SGD, MSELoss
+    from .baselines import NumpyMLP, torch_mlp, torch_train_step
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, widths[0])).astype(np.float32)
+    y = rng.uniform(0, 1, (batch, widths[-1])).astype(np.float32)
+    # Small enough that nothing diverges while timed (checked below): arithmetic
+    # on inf / NaN would time something else.
+    lr = 1e-5
+    loss = MSELoss("half_sum")
+    results = {}
+
+    model = build(widths, activations)
+    opt = SGD(model.parameters(), lr=lr)
+    results["fused"] = median_us(lambda: model.train_step(x, y, loss, opt), budget_s)
+
+    layered = build(widths, activations)
+    layered_opt = SGD(layered.parameters()[::-1], lr=lr)  # not one flat buffer: no fusion
+
+    def layer_step():
+        loss.forward(layered.forward(x), y)
+        layered.backward(loss.backward())
+        layered_opt.step()
+    results["layers"] = median_us(layer_step, budget_s)
+
+    numpy_net = NumpyMLP(build(widths, activations))
+    results["numpy"] = median_us(lambda: numpy_net.train_step(x, y, lr), budget_s)
+
+    tnet = torch_mlp(build(widths, activations))
+    topt = torch.optim.SGD(tnet.parameters(), lr=lr)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    results["torch"] = median_us(lambda: torch_train_step(tnet, topt, tx, ty), budget_s)
+
+    results["GEMMs"] = median_us(step_gemms(widths, batch, rng), budget_s)
+
+    final = {"fused": model.train_step(x, y, loss, opt),
+             "layers": loss.forward(layered.forward(x), y),
+             "numpy": numpy_net.train_step(x, y, lr),
+             "torch": torch_train_step(tnet, topt, tx, ty)}
+    bad = {k: v for k, v in final.items() if not np.isfinite(v)}
+    if bad:
+        raise RuntimeError(f"training diverged while timed, lower lr: {bad}")
+    return results
+
+
+def time_forward(batch, width, activation, budget_s=0.5):
+    """{implementation: median us} for one dense layer's forward, act(x @ W + b)."""
+    import torch
+
+    from . import Linear
+    from .baselines import NUMPY_ACTIVATIONS
+
+    layer = Linear(width, width, activation=activation, rng=0)
+    x = np.random.default_rng(1).standard_normal((batch, width)).astype(np.float32)
+    act = NUMPY_ACTIVATIONS[activation][0]
+    weights, bias = layer.weights.copy(), layer.bias.copy()
+    t_act = {"relu": torch.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh,
+             "identity": lambda z: z}[activation]
+    tx, tw, tb = torch.from_numpy(x), torch.from_numpy(weights), torch.from_numpy(bias)
+
+    def torch_forward():
+        with torch.no_grad():
+            t_act(torch.addmm(tb, tx, tw))
+    return {"fastbp": median_us(lambda: layer.forward(x), budget_s),
+            "numpy": median_us(lambda: act(x @ weights + bias), budget_s),
+            "torch": median_us(torch_forward, budget_s)}
+
+
+_FIRST_STEP = """
+import time
+start = time.perf_counter()
+import numpy as np
+import fastbp
+model = fastbp.Sequential(fastbp.Linear(2, 5, activation="sigmoid"),
+                          fastbp.Linear(5, 3, activation="sigmoid"))
+optimizer = fastbp.SGD(model.parameters(), lr=0.1)
+x = np.zeros((8, 2), np.float32)
+y = np.zeros((8, 3), np.float32)
+model.train_step(x, y, fastbp.MSELoss(), optimizer)
+print(time.perf_counter() - start)
+"""
+
+
+def time_startup():
+    """(cold, warm) seconds from `import fastbp` to a first finished train step,
+    each in a fresh interpreter sharing one numba cache directory."""
+    with tempfile.TemporaryDirectory() as cache_dir:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+
+        def once():
+            done = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env, check=True,
+                                  capture_output=True, text=True)
+            return float(done.stdout.strip().splitlines()[-1])
+        cold = once()
+        warm = statistics.median(once() for _ in range(3))
+    return cold, warm
+
+
+def _table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="fastbp bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=("steps", "forward", "startup"), action="append",
+                        help="run only these tables (repeatable)")
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
+    args = parser.parse_args(argv)
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("fastbp bench compares with torch: pip install 'fastbp[bench]' "
+                         "(torch==2.13.0 on this machine)") from None
+    import numba
+
+    from .threads import get_num_threads
+
+    only = set(args.only or ("steps", "forward", "startup"))
+    torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    print(f"float32, median of repeats, one process. numba {numba.__version__} "
+          f"(threads {get_num_threads()}), torch {torch.__version__} ({torch.get_num_threads()} "
+          f"threads), numpy {np.__version__}, {os.cpu_count()} cores\n")
+    if "steps" in only:
+        rows = []
+        for name, widths, acts, batch in STEP_CASES:
+            r = time_steps(widths, acts, batch, args.budget)
+            rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "GEMMs")]
+                        + [f"{r['torch'] / r['fused']:.1f}x", f"{r['numpy'] / r['fused']:.2f}x",
+                           f"{r['torch'] / r['layers']:.1f}x", f"{r['numpy'] / r['layers']:.2f}x",
+                           f"{r['fused'] / r['GEMMs']:.2f}"])
+        print("One training step (us):\n")
+        print(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only",
+                      "torch/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"], rows))
+        print()
+    if "forward" in only:
+        rows = []
+        for batch, width, act in FORWARD_CASES:
+            r = time_forward(batch, width, act, args.budget / 2)
+            rows.append([f"{act} b{batch} {width}x{width}"] + [f"{r[k]:.1f}" for k in r]
+                        + [f"{r['numpy'] / r['fastbp']:.2f}x", f"{r['torch'] / r['fastbp']:.2f}x"])
+        print("One dense forward act(x @ W + b) (us):\n")
+        print(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
+        print()
+    if "startup" in only:
+        cold, warm = time_startup()
+        print("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
+        print(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
+                                                   ["filled (warm)", f"{warm:.2f}"]]))
+    return 0

@@ -1,0 +1,226 @@
+"""Layers beyond dense ones, enough for the seed-002 network: a 2-D convolution,
+element-wise learnable weights and a flattening layer."""
+import math
+import numbers
+
+import numpy as np
+
+from . import kernels
+from ._validation import as_float_array, check_dtype, check_positive_int
+from .kernels import conv, scale
+from .layers import Layer, Parameter, _uniform, activation_code
+
+
+def _pair(value, name, *, minimum):
+    """An int or a pair of ints, each >= minimum, as a pair."""
+    pair = tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+    if len(pair) != 2 or not all(isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+                                 for v in pair):
+        raise TypeError(f"{name} must be an int or a pair of ints, got {value!r}")
+    if min(pair) < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(pair[0]), int(pair[1])
+
+
+class Conv2D(Layer):
+    """2-D convolution on NCHW batches (cross-correlation, like torch's conv2d),
+    with the bias and activation fused into it.
+
+    Parameters
+    ----------
+    in_channels, out_channels : int
+    kernel_size, stride : int or (int, int), >= 1
+    padding : int or (int, int), >= 0; zero padding on both sides
+    activation : {None, "identity", "sigmoid", "relu", "tanh"}
+    bias : bool
+    dtype : float32 or float64
+    rng : None, int or numpy.random.Generator
+        Initialisation as `Linear`'s, with fan_in = in_channels * kernel area.
+
+    Attributes
+    ----------
+    weights : (out_channels, in_channels, kernel_h, kernel_w), torch's layout
+    bias : (out_channels,) or None
+    grad_weights, grad_bias : same shapes, written by `backward`.
+    """
+
+    def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
+                 activation=None, bias=True, dtype=np.float32, rng=None):
+        self.in_channels = check_positive_int(in_channels, "in_channels")
+        self.out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
+        self.stride = _pair(stride, "stride", minimum=1)
+        self.padding = _pair(padding, "padding", minimum=0)
+        self._geometry = self.kernel_size + self.stride + self.padding
+        self._act = activation_code(activation)
+        self.activation = kernels.ACTIVATION_NAMES[self._act]
+        self.dtype = check_dtype(dtype)
+        rng = np.random.default_rng(rng)
+        area = self.kernel_size[0] * self.kernel_size[1]
+        fan_in, fan_out = self.in_channels * area, self.out_channels * area
+        bound = math.sqrt(6.0 / fan_in) if self._act == kernels.RELU else math.sqrt(6.0 / (fan_in + fan_out))
+        self._weights = _uniform(rng, bound, (self.out_channels, self.in_channels) + self.kernel_size,
+                                 self.dtype)
+        self._grad_weights = np.zeros_like(self._weights)
+        self._bias = _uniform(rng, 1 / math.sqrt(fan_in), self.out_channels, self.dtype) if bias else None
+        self._grad_bias = None if self._bias is None else np.zeros_like(self._bias)
+        self._bias_or_empty = np.empty(0, self.dtype) if self._bias is None else self._bias
+        self._grad_bias_or_empty = np.empty(0, self.dtype) if self._bias is None else self._grad_bias
+        self.input = self.output = self._cols = None
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        # copied in place: optimizers holding the array stay valid
+        self._weights[...] = as_float_array(value, "weights", self.dtype, self._weights.shape)
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None:
+            raise ValueError("bias: this layer was built with bias=False")
+        self._bias[...] = as_float_array(value, "bias", self.dtype, self._bias.shape)
+
+    @property
+    def grad_weights(self):
+        return self._grad_weights
+
+    @property
+    def grad_bias(self):
+        return self._grad_bias
+
+    def parameters(self):
+        params = [Parameter("weights", self._weights, self._grad_weights)]
+        if self._bias is not None:
+            params.append(Parameter("bias", self._bias, self._grad_bias))
+        return params
+
+    def output_shape(self, height, width):
+        """(out_h, out_w) for an input of height x width."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+
+    def forward(self, x):
+        """x: (batch, in_channels, height, width) -> (batch, out_channels, out_h, out_w)."""
+        x = as_float_array(x, "x", self.dtype, (None, self.in_channels, None, None))
+        batch, _, height, width = x.shape
+        out_h, out_w = self.output_shape(height, width)
+        if min(out_h, out_w) < 1:
+            raise ValueError(f"x: a {height}x{width} input is smaller than the {self.kernel_size} kernel "
+                             f"with padding {self.padding}")
+        cols = np.empty((batch * out_h * out_w, self._weights[0].size), self.dtype)
+        rows = np.empty((batch * out_h * out_w, self.out_channels), self.dtype)
+        out = np.empty((batch, self.out_channels, out_h, out_w), self.dtype)
+        conv.conv2d_forward(x, self._weights.reshape(self.out_channels, -1), self._bias_or_empty,
+                            self._act, self._geometry, cols, rows, out)
+        self.input, self.output, self._cols = x, out, cols
+        return out
+
+    def backward(self, grad_out):
+        """grad_out: like the last output -> gradient for x; writes grad_weights / grad_bias."""
+        if self.output is None:
+            raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
+        delta = np.empty((self._cols.shape[0], self.out_channels), self.dtype)
+        grad_cols = np.empty_like(self._cols)
+        grad_x = np.empty_like(self.input)
+        conv.conv2d_backward(self._weights.reshape(self.out_channels, -1), self._cols, self.output,
+                             grad_out, self._act, self._geometry, True, delta,
+                             self._grad_weights.reshape(self.out_channels, -1),
+                             self._grad_bias_or_empty, grad_cols, grad_x)
+        return grad_x
+
+    def __repr__(self):
+        return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, activation={self.activation!r}, "
+                f"bias={self._bias is not None}, dtype={self.dtype.name})")
+
+
+class Scale(Layer):
+    """Element-wise learnable weights: out = x * weights, for x of shape
+    (batch, *shape) (the seed-002 notebook's `L1A * w2`).
+
+    weights start at 1 (the identity), or at `init` when given.
+    """
+
+    def __init__(self, shape, *, init=None, dtype=np.float32):
+        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
+        self.shape = tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape))
+        if not self.shape:
+            raise ValueError("shape must name at least one feature dimension, got ()")
+        self.dtype = check_dtype(dtype)
+        self._weights = np.ones(self.shape, self.dtype)
+        if init is not None:
+            self.weights = init
+        self._grad_weights = np.zeros_like(self._weights)
+        self.input = self.output = None
+
+    @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        self._weights[...] = as_float_array(value, "weights", self.dtype, self.shape)
+
+    @property
+    def grad_weights(self):
+        return self._grad_weights
+
+    def parameters(self):
+        return [Parameter("weights", self._weights, self._grad_weights)]
+
+    def forward(self, x):
+        """x: (batch, *shape) -> x * weights, same shape."""
+        x = as_float_array(x, "x", self.dtype, (None,) + self.shape)
+        out = np.empty_like(x)
+        scale.scale_forward(x.reshape(x.shape[0], -1), self._weights.reshape(-1),
+                            out.reshape(x.shape[0], -1))
+        self.input, self.output = x, out
+        return out
+
+    def backward(self, grad_out):
+        if self.output is None:
+            raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
+        grad_x = np.empty_like(grad_out)
+        batch = grad_out.shape[0]
+        scale.scale_backward(self.input.reshape(batch, -1), self._weights.reshape(-1),
+                             grad_out.reshape(batch, -1), self._grad_weights.reshape(-1),
+                             grad_x.reshape(batch, -1))
+        return grad_x
+
+    def __repr__(self):
+        return f"Scale({self.shape}, dtype={self.dtype.name})"
+
+
+class Flatten(Layer):
+    """(batch, *features) -> (batch, prod(features)), and back in backward."""
+
+    def __init__(self):
+        self.input_shape = None
+
+    def forward(self, x):
+        x = np.asarray(x)
+        if x.ndim < 1:
+            raise ValueError(f"x must have a batch dimension, got shape {x.shape}")
+        self.input_shape = x.shape
+        return x.reshape(x.shape[0], -1)
+
+    def backward(self, grad_out):
+        if self.input_shape is None:
+            raise RuntimeError("backward called before forward: there is no input shape to restore")
+        grad_out = np.asarray(grad_out)
+        want = (self.input_shape[0], int(np.prod(self.input_shape[1:], dtype=np.int64)))
+        if grad_out.shape != want:
+            raise ValueError(f"grad_out must have shape {want}, got {grad_out.shape}")
+        return grad_out.reshape(self.input_shape)
+
+    def __repr__(self):
+        return "Flatten()"

@@ -1,0 +1,70 @@
+"""The asv benchmarks and `fastbp bench` stay runnable: each benchmark class's
+setup and methods run once per implementation on its smallest parameters, and
+the three implementations of a training step compute the same loss."""
+import importlib
+import inspect
+
+import numpy as np
+import pytest
+
+from fastbp import bench
+
+MODULES = ["benchmarks.bench_dense", "benchmarks.bench_train", "benchmarks.bench_conv"]
+
+
+def _classes():
+    for name in MODULES:
+        module = importlib.import_module(name)
+        for cls_name, cls in vars(module).items():
+            if inspect.isclass(cls) and cls.__module__ == module.__name__ and hasattr(cls, "params"):
+                yield pytest.param(cls, id=cls_name)
+
+
+@pytest.mark.parametrize("cls", list(_classes()))
+def test_benchmark_runs_for_every_impl(cls):
+    params = cls.params if isinstance(cls.params[0], (list, tuple)) else (cls.params,)
+    smallest = [min(values, key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0))
+                for values in params[1:]]
+    assert {"fastbp", "torch"} <= set(params[0])
+    for impl in params[0]:
+        bench_obj = cls()
+        bench_obj.setup(impl, *smallest)
+        methods = [m for m in dir(cls) if m.startswith(("time_", "peakmem_"))]
+        assert methods
+        for method in methods:
+            getattr(bench_obj, method)(impl, *smallest)
+
+
+def test_training_baselines_agree_with_fastbp():
+    # the three implementations the benchmarks compare do the same arithmetic
+    from benchmarks.bench_train import FusedTrainStep, LayerTrainStep
+
+    losses = {}
+    for cls in (FusedTrainStep, LayerTrainStep):
+        for impl in ("fastbp", "numpy", "torch"):
+            b = cls()
+            b.setup(impl, "2-5-3 b210")
+            losses[cls.__name__, impl] = b.step()  # second step: after one identical update
+    first = losses["FusedTrainStep", "fastbp"]
+    for key, value in losses.items():
+        np.testing.assert_allclose(value, first, rtol=1e-5, err_msg=str(key))
+
+
+def test_conv_benchmark_impls_agree():
+    from benchmarks.bench_conv import Conv2DForwardBackward
+
+    grads = {}
+    for impl in ("fastbp", "torch"):
+        b = Conv2DForwardBackward()
+        b.setup(impl, 4)
+        grads[impl] = np.asarray(b.run())
+    np.testing.assert_allclose(grads["fastbp"], grads["torch"], rtol=1e-4, atol=1e-5)
+
+
+def test_bench_tables_run_on_small_cases():
+    steps = bench.time_steps((2, 5, 3), ("sigmoid", "sigmoid"), 16, budget_s=0.01)
+    assert set(steps) == {"fused", "layers", "numpy", "torch", "GEMMs"}
+    assert all(v > 0 for v in steps.values())
+    forward = bench.time_forward(16, 8, "sigmoid", budget_s=0.01)
+    assert set(forward) == {"fastbp", "numpy", "torch"}
+
