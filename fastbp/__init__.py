@@ -4,8 +4,10 @@ The arithmetic lives in `fastbp.kernels` (pure compiled functions on arrays);
 this package adds validation, state and the layer API of the seed notebooks.
 """
 from . import datasets, kernels
+from .checkpoint import load
 from .conv import Conv2D, Flatten, Scale
-from .datasets import gaussian_blobs, one_hot
+from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
+from .interop import from_torch, to_torch
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .model import Sequential
@@ -15,7 +17,8 @@ from .threads import get_num_threads, set_num_threads
 __version__ = "0.1.0"
 
 __all__ = [
-    "kernels", "datasets", "gaussian_blobs", "one_hot",
+    "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
+    "batches", "load", "from_torch", "to_torch",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

@@ -33,7 +33,8 @@ def run(epochs=400, batch_size=8, lr=0.1, print_every=20, dtype=np.float32, seed
     x_train, x_test = x_train.astype(dtype), x_test.astype(dtype)
     targets = fastbp.one_hot(y_train, 3, dtype)
     out(f"fastbp {fastbp.__version__}: seed-004 network 2-5-3 (sigmoid, no biases), {dtype.__name__}, "
-        f"{len(x_train)} train / {len(x_test)} test points, batch {batch_size}, lr {lr}, {epochs} epochs")
+        f"{len(x_train)} train / {len(x_test)} test points, batch {batch_size}, lr {lr}, {epochs} epochs;\n"
+        f"loss = 0.5 * squared error summed over the epoch, accuracy on the training points")
 
     net = seed004_network(dtype)
     loss = fastbp.MSELoss(reduction="half_sum")

@@ -2,6 +2,7 @@
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from . import _fused
 from ._validation import as_float_array, check_positive_int
@@ -75,13 +76,26 @@ class Sequential(Layer):
         loss_args = self.fused.loss_args(loss, y, x.shape[0])
         return None if loss_args is None else (x, loss_args)
 
+    def save(self, path):
+        """Write this model to `path` (.npz; layout in fastbp/checkpoint.py).
+        `fastbp.load(path)` reads it back."""
+        from .checkpoint import save
+
+        save(self, path)
+
+    def to_torch(self):
+        """An equivalent torch.nn.Sequential (needs torch)."""
+        from .interop import to_torch
+
+        return to_torch(self)
+
     def evaluate(self, x, y, loss):
         """(loss, accuracy) on (x, y); accuracy is None for regression."""
         pred = self.forward(x)
         return loss.forward(pred, y), accuracy(pred, y, loss)
 
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True,
-            validation_data=None, rng=None, callback=None):
+            validation_data=None, progress=True, rng=None, callback=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -90,13 +104,17 @@ class Sequential(Layer):
         batch_size : None (full batch, plain GD), 1 (SGD) or any size.
         shuffle : reshuffle the samples every epoch (with `rng`).
         validation_data : optional (x_val, y_val) evaluated after each epoch.
+        progress : show a tqdm progress bar on stderr; only when stderr is a
+            terminal, and only for runs longer than half a second.
         callback : optional f(epoch, history) called after each epoch.
 
         Returns
         -------
-        history : dict of per-epoch lists "loss" (sample-weighted mean of the
-        batch losses), "accuracy" (classification), "val_loss", "val_accuracy",
-        "seconds".
+        history : dict of per-epoch lists "loss" (the epoch's batch losses
+        combined in the loss's reduction: the mean over all samples for "mean",
+        the sum for "sum" / "half_sum"; parameters change between batches),
+        "accuracy" (classification, after the epoch), "val_loss",
+        "val_accuracy", "seconds".
         """
         if not isinstance(loss, Loss):
             raise TypeError(f"loss must be a fastbp loss (e.g. fastbp.MSELoss()), got {type(loss).__name__}")
@@ -115,27 +133,32 @@ class Sequential(Layer):
         history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
         # Fused: data validated once, then each epoch is one compiled call.
         fused = self._fused_args(x, y, loss, optimizer)
-        for epoch in range(epochs):
-            start = time.perf_counter()
-            order = rng.permutation(n) if shuffle else None
-            if fused is not None:
-                total = self.fused.train_epoch(fused[0], fused[1], optimizer,
-                                               np.arange(n) if order is None else order, batch_size)
-            else:
-                total = 0.0
-                for lo in range(0, n, batch_size):
-                    idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
-                    batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
-                    total += batch_loss * (min(lo + batch_size, n) - lo)
-            history["seconds"].append(time.perf_counter() - start)
-            history["loss"].append(total / n)
-            history["accuracy"].append(accuracy(self.forward(x), y, loss))
-            if validation_data is not None:
-                val_loss, val_acc = self.evaluate(*validation_data, loss)
-                history["val_loss"].append(val_loss)
-                history["val_accuracy"].append(val_acc)
-            if callback is not None:
-                callback(epoch, history)
+        with tqdm(total=epochs, unit="epoch", disable=None if progress else True, delay=0.5,
+                  leave=False) as bar:
+            for epoch in range(epochs):
+                start = time.perf_counter()
+                order = rng.permutation(n) if shuffle else None
+                if fused is not None:
+                    total = self.fused.train_epoch(fused[0], fused[1], optimizer,
+                                                   np.arange(n) if order is None else order, batch_size)
+                else:
+                    total = 0.0
+                    for lo in range(0, n, batch_size):
+                        idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
+                        batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
+                        rows = min(lo + batch_size, n) - lo
+                        total += batch_loss * rows if loss.reduction == "mean" else batch_loss
+                history["seconds"].append(time.perf_counter() - start)
+                history["loss"].append(total / n if loss.reduction == "mean" else total)
+                history["accuracy"].append(accuracy(self.forward(x), y, loss))
+                if validation_data is not None:
+                    val_loss, val_acc = self.evaluate(*validation_data, loss)
+                    history["val_loss"].append(val_loss)
+                    history["val_accuracy"].append(val_acc)
+                bar.update()
+                bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", refresh=False)
+                if callback is not None:
+                    callback(epoch, history)
         return history
 
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
-from .losses import (bce_backward, bce_forward, bce_with_logits_backward, bce_with_logits_forward,
+from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
+                     bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward)
@@ -120,7 +121,7 @@ def network_train_step(table, params, grads, velocity, x, target, labels, loss_c
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /
 # target_batch / labels_batch buffers (B rows), then one fused step.
-# Returns the sum over batches of loss * batch rows.
+# Returns the sum over batches of loss * rows (reduction MEAN) or of loss.
 @jit
 def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
                         loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch,
@@ -143,5 +144,7 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
             loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
-        total += value * rows
+        # the epoch's loss in the batches' reduction: a sum of sums, or a
+        # sum of means weighted by rows (the caller divides by n)
+        total += value * rows if reduction == MEAN else value
     return total

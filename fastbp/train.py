@@ -1,0 +1,88 @@
+"""`python -m fastbp train`: train a classifier on a CSV file in the seed-004
+layout (features..., label) and write what the run produced to a folder:
+    history.csv   per-epoch loss, accuracy, test loss, test accuracy, seconds
+    model.npz     the trained model (fastbp.load reads it)
+    history.png   the loss and accuracy curves
+    regions.png   the decision regions over the data (2-feature data only)
+"""
+import csv
+import os
+
+import numpy as np
+
+from . import datasets
+from .layers import Linear
+from .losses import CrossEntropyLoss, MSELoss
+from .model import Sequential
+from .optim import SGD, Adam
+
+
+def build_classifier(n_features, hidden, n_classes, *, activation="sigmoid", loss="mse", dtype=np.float32,
+                     rng=None):
+    """A Sequential of Linear layers: `hidden` widths with `activation`, then
+    n_classes outputs (sigmoid for "mse" on one-hot targets, as the seed-004
+    notebook does; raw logits for "cross_entropy")."""
+    rng = np.random.default_rng(rng)
+    widths = [n_features, *hidden, n_classes]
+    acts = [activation] * len(hidden) + ["sigmoid" if loss == "mse" else "identity"]
+    return Sequential(*[Linear(a, b, activation=act, dtype=dtype, rng=rng)
+                        for a, b, act in zip(widths, widths[1:], acts)])
+
+
+def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidden=(5,),
+                   activation="sigmoid", loss="mse", optimizer="sgd", lr=0.1, momentum=0.0, epochs=400,
+                   batch_size=8, seed=0, dtype=np.float32, progress=True, plots=True, log=print):
+    """Train, write the outputs listed above to out_dir, return (model, history)."""
+    x, labels = datasets.load_csv(csv_path)
+    if test_csv is not None:
+        x_test, labels_test = datasets.load_csv(test_csv)
+        if x_test.shape[1] != x.shape[1]:
+            raise ValueError(f"{test_csv} has {x_test.shape[1]} features, {csv_path} has {x.shape[1]}")
+        train, test = (x, labels), (x_test, labels_test)
+    else:
+        train, test = datasets.train_test_split(x, labels, test_fraction, rng=seed)
+    n_classes = int(max(train[1].max(), test[1].max())) + 1
+    if loss == "mse":
+        loss_fn = MSELoss(reduction="half_sum")
+        targets = [datasets.one_hot(part[1], n_classes, dtype) for part in (train, test)]
+    elif loss == "cross_entropy":
+        loss_fn = CrossEntropyLoss()
+        targets = [train[1], test[1]]
+    else:
+        raise ValueError(f"loss must be 'mse' or 'cross_entropy', got {loss!r}")
+    model = build_classifier(x.shape[1], hidden, n_classes, activation=activation, loss=loss, dtype=dtype,
+                             rng=seed)
+    if optimizer == "sgd":
+        opt = SGD(model.parameters(), lr=lr, momentum=momentum)
+    elif optimizer == "adam":
+        opt = Adam(model.parameters(), lr=lr)
+    else:
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+    log(f"training {' -> '.join(str(w) for w in [x.shape[1], *hidden, n_classes])} ({activation}, "
+        f"{loss}, {optimizer} lr {lr}) on {len(train[0])} samples, testing on {len(test[0])}, "
+        f"{epochs} epochs of batch {batch_size}")
+    history = model.fit(train[0].astype(dtype), targets[0], loss=loss_fn, optimizer=opt, epochs=epochs,
+                        batch_size=batch_size, validation_data=(test[0].astype(dtype), targets[1]),
+                        progress=progress, rng=seed)
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "history.csv"), "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "loss", "accuracy", "test_loss", "test_accuracy", "seconds"])
+        for epoch in range(len(history["loss"])):
+            writer.writerow([epoch] + [history[k][epoch] for k in
+                                       ("loss", "accuracy", "val_loss", "val_accuracy", "seconds")])
+    model.save(os.path.join(out_dir, "model.npz"))
+    written = ["history.csv", "model.npz"]
+    if plots:
+        from .plots import plot_decision_regions, plot_history
+
+        plot_history(history, os.path.join(out_dir, "history.png"))
+        written.append("history.png")
+        if x.shape[1] == 2:
+            plot_decision_regions(model, np.concatenate([train[0], test[0]]),
+                                  np.concatenate([train[1], test[1]]), os.path.join(out_dir, "regions.png"))
+            written.append("regions.png")
+    log(f"final loss {history['loss'][-1]:.4f}, train accuracy {history['accuracy'][-1]:.4f}, "
+        f"test accuracy {history['val_accuracy'][-1]:.4f}, {sum(history['seconds']):.2f} s training")
+    log(f"wrote {', '.join(written)} to {out_dir}")
+    return model, history
