@@ -12,6 +12,7 @@
   threaded BLAS GEMM next to it and lost (field notes); the kernels stay
   serial and let BLAS own the threads.
 """
+from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
@@ -95,3 +96,21 @@ def ravel(typingctx, array):
         rows, cols = cgutils.unpack_tuple(builder, src.shape, 2)
         return [builder.mul(rows, cols)]
     return ret(array), _view_codegen(array, ret, size)
+
+
+@intrinsic
+def float64_bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (a bitcast, vectorisable)."""
+    if x != types.float64:
+        return None
+    return types.int64(types.float64), lambda context, builder, sig, args: builder.bitcast(
+        args[0], ir.IntType(64))
+
+
+@intrinsic
+def float64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the int64 `bits`."""
+    if bits != types.int64:
+        return None
+    return types.float64(types.int64), lambda context, builder, sig, args: builder.bitcast(
+        args[0], ir.DoubleType())

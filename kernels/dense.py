@@ -15,7 +15,7 @@ Two paths, chosen per call by the work, batch * in * out multiply-adds:
 import numpy as np
 
 from ._jit import jit
-from .activations import activate, activation_grad
+from .activations import activate, activation_grad, add_bias_activate, delta_bias_grad
 
 # Direct loops up to this many multiply-adds (B * I * O), BLAS above.
 # Measured (float32, relu, us, direct vs BLAS; `python benchmarks/crossover.py`):
@@ -47,10 +47,7 @@ def dense_forward(x, weights, bias, act, out):
                 out[i, j] = activate(out[i, j], act)
         return
     np.dot(x, weights, out)
-    for i in range(batch):
-        for j in range(n_out):
-            z = out[i, j] + bias[j] if has_bias else out[i, j]
-            out[i, j] = activate(z, act)
+    add_bias_activate(out, bias, act)
 
 
 # x (B, I), weights (I, O), out (B, O) from dense_forward, grad_out (B, O), act
@@ -83,12 +80,7 @@ def dense_backward(x, weights, out, grad_out, act, compute_grad_x,
                         acc += delta[i, j] * weights[k, j]
                     grad_x[i, k] = acc
         return
-    for i in range(batch):
-        for j in range(n_out):
-            d = grad_out[i, j] * activation_grad(out[i, j], act)
-            delta[i, j] = d
-            if has_bias:
-                grad_bias[j] += d
+    delta_bias_grad(out, grad_out, act, delta, grad_bias)
     np.dot(x.T, delta, grad_weights)
     if compute_grad_x:
         np.dot(delta, weights.T, grad_x)

@@ -51,3 +51,31 @@ def test_integer_input_is_computed_in_float64():
     out = fastbp.Sigmoid().forward(np.array([[0, 1]]))
     assert out.dtype == np.float64
     np.testing.assert_allclose(out, [[0.5, 1 / (1 + np.exp(-1))]])
+
+
+def _ulp_distance(a, b):
+    """|a - b| in units in the last place, for float32 arrays of equal sign layout."""
+    def ordered(v):
+        bits = v.view(np.int32).astype(np.int64)
+        return np.where(bits < 0, -(bits & 0x7FFFFFFF), bits)
+    return np.abs(ordered(a) - ordered(b))
+
+
+@pytest.mark.parametrize("name, exact", [("sigmoid", lambda x: 1 / (1 + np.exp(-x))), ("tanh", np.tanh)])
+def test_float32_sigmoid_and_tanh_are_within_one_ulp_of_exact(name, exact):
+    # the float32 versions use their own vectorisable exp (kernels/activations.py);
+    # the reference is the float64 result rounded once
+    rng = np.random.default_rng(0)
+    x = np.concatenate([np.linspace(-110, 110, 1_000_001), rng.standard_normal(200_000) * 3,
+                        rng.standard_normal(100_000) * 1e-4, [0.0, -0.0, 1e-30, -1e-30, 1e-5, -1e-5]]
+                       ).astype(np.float32)
+    layer = {"sigmoid": fastbp.Sigmoid, "tanh": fastbp.Tanh}[name]()
+    out = layer.forward(x)
+    with np.errstate(over="ignore"):
+        expected = exact(x.astype(np.float64)).astype(np.float32)
+    assert _ulp_distance(out, expected).max() <= 1
+    assert np.mean(out != expected) < 1e-3  # almost always correctly rounded
+    special_x = np.array([np.inf, -np.inf, np.nan, -0.0], np.float32)
+    special = layer.forward(special_x)
+    np.testing.assert_array_equal(special, exact(special_x.astype(np.float64)).astype(np.float32))
+    assert np.signbit(special[3]) == np.signbit(exact(-0.0))
