@@ -10,7 +10,7 @@ from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, trai
 from .interop import from_torch, to_torch
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .model import Sequential
+from .model import NonFiniteLossError, Sequential
 from .optim import SGD, Adam
 from .threads import get_num_threads, set_num_threads
 
@@ -21,6 +21,6 @@ __all__ = [
     "batches", "load", "from_torch", "to_torch",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
-    "Sequential", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
+    "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "SGD", "Adam", "set_num_threads", "get_num_threads",
 ]

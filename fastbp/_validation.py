@@ -69,7 +69,8 @@ def as_float_array(x, name, dtype, shape=None):
         if arr.ndim != len(shape) or any(want is not None and want != got
                                          for want, got in zip(shape, arr.shape)):
             raise ValueError(f"{name} must have shape {_shape_text(shape)}, got {arr.shape}")
-    return np.ascontiguousarray(arr, dtype=dtype)
+    # asarray, not ascontiguousarray, which turns 0-d arrays into 1-d ones
+    return np.asarray(arr, dtype=dtype, order="C")
 
 
 def float_dtype_of(x, name):

@@ -212,6 +212,8 @@ def main(argv=None):
     parser.add_argument("--only", choices=("steps", "forward", "startup"), action="append",
                         help="run only these tables (repeatable)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
+    parser.add_argument("--readme", metavar="PATH",
+                        help="also write the tables into PATH between its <!-- bench --> markers")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -224,9 +226,14 @@ def main(argv=None):
 
     only = set(args.only or ("steps", "forward", "startup"))
     torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
-    print(f"float32, median of repeats, one process. numba {numba.__version__} "
-          f"(threads {get_num_threads()}), torch {torch.__version__} ({torch.get_num_threads()} "
-          f"threads), numpy {np.__version__}, {os.cpu_count()} cores\n")
+    lines = []
+
+    def emit(text=""):
+        print(text, flush=True)
+        lines.append(text)
+    emit(f"float32, median of repeats, one process. numba {numba.__version__} "
+         f"(threads {get_num_threads()}), torch {torch.__version__} ({torch.get_num_threads()} "
+         f"threads), numpy {np.__version__}, {os.cpu_count()} cores\n")
     if "steps" in only:
         rows = []
         for name, widths, acts, batch in STEP_CASES:
@@ -235,22 +242,36 @@ def main(argv=None):
                         + [f"{r['torch'] / r['fused']:.1f}x", f"{r['numpy'] / r['fused']:.2f}x",
                            f"{r['torch'] / r['layers']:.1f}x", f"{r['numpy'] / r['layers']:.2f}x",
                            f"{r['fused'] / r['GEMMs']:.2f}"])
-        print("One training step (us):\n")
-        print(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only",
+        emit("One training step (us):\n")
+        emit(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only",
                       "torch/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"], rows))
-        print()
+        emit()
     if "forward" in only:
         rows = []
         for batch, width, act in FORWARD_CASES:
             r = time_forward(batch, width, act, args.budget / 2)
             rows.append([f"{act} b{batch} {width}x{width}"] + [f"{r[k]:.1f}" for k in r]
                         + [f"{r['numpy'] / r['fastbp']:.2f}x", f"{r['torch'] / r['fastbp']:.2f}x"])
-        print("One dense forward act(x @ W + b) (us):\n")
-        print(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
-        print()
+        emit("One dense forward act(x @ W + b) (us):\n")
+        emit(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
+        emit()
     if "startup" in only:
         cold, warm = time_startup()
-        print("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
-        print(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
-                                                   ["filled (warm)", f"{warm:.2f}"]]))
+        emit("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
+        emit(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
+                                                  ["filled (warm)", f"{warm:.2f}"]]))
+    if args.readme:
+        write_readme_section(args.readme, "\n".join(lines))
     return 0
+
+
+def write_readme_section(path, text, start="<!-- bench:start -->", end="<!-- bench:end -->"):
+    """Replace what lies between the two markers in `path` with `text`."""
+    with open(path) as f:
+        readme = f.read()
+    if start not in readme or end not in readme:
+        raise SystemExit(f"{path} has no {start} ... {end} markers to write between")
+    head, rest = readme.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    with open(path, "w") as f:
+        f.write(f"{head}{start}\n{text.strip()}\n{end}{tail}")

@@ -1,4 +1,6 @@
 """Sequential model: layers in order, a training step and a fit loop."""
+import math
+import threading
 import time
 
 import numpy as np
@@ -19,6 +21,11 @@ class Sequential(Layer):
             if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
                 raise TypeError(f"layers[{i}] must have forward and backward, got {type(layer).__name__}")
         self.layers = list(layers)
+        # One thread at a time: the layers keep their last input and output,
+        # and the fused path its workspaces, so two threads stepping one model
+        # would mix their batches. Public methods take this lock (calls from
+        # other threads wait their turn) and call the unlocked _methods.
+        self._lock = threading.Lock()
         # A stack of Linear layers is packed into flat buffers so that
         # train_step and fit can run the whole network in one compiled call.
         self.fused = _fused.pack(self, self.layers)
@@ -39,11 +46,19 @@ class Sequential(Layer):
         return [p for layer in self.layers for p in layer.parameters()]
 
     def forward(self, x):
+        with self._lock:
+            return self._forward(x)
+
+    def _forward(self, x):
         for layer in self.layers:
             x = layer.forward(x)
         return x
 
     def backward(self, grad_out):
+        with self._lock:
+            return self._backward(grad_out)
+
+    def _backward(self, grad_out):
         for layer in reversed(self.layers):
             grad_out = layer.backward(grad_out)
         return grad_out
@@ -58,14 +73,25 @@ class Sequential(Layer):
         For a stack of Linear layers trained by SGD (built on this model's
         `parameters()`) this is one compiled call with no allocation; the
         result equals `forward`, `loss`, `backward`, `step` to float rounding.
-        Either way, `backward` overwrites the gradients.
+        Either way, `backward` overwrites the gradients. A step whose loss is
+        not finite (inf or NaN) changes nothing: it returns the loss without
+        a backward pass or an update.
         """
+        with self._lock:
+            return self._train_step(x, y, loss, optimizer)
+
+    def _train_step(self, x, y, loss, optimizer):
         if self.fused is not None:
             value = self.fused.step(x, y, loss, optimizer)
             if value is not None:
                 return value
-        value = loss.forward(self.forward(x), y)
-        self.backward(loss.backward())
+        return self._layer_step(x, y, loss, optimizer)
+
+    def _layer_step(self, x, y, loss, optimizer):
+        value = loss.forward(self._forward(x), y)
+        if not math.isfinite(value):
+            return value
+        self._backward(loss.backward())
         optimizer.step()
         return value
 
@@ -91,7 +117,11 @@ class Sequential(Layer):
 
     def evaluate(self, x, y, loss):
         """(loss, accuracy) on (x, y); accuracy is None for regression."""
-        pred = self.forward(x)
+        with self._lock:
+            return self._evaluate(x, y, loss)
+
+    def _evaluate(self, x, y, loss):
+        pred = self._forward(x)
         return loss.forward(pred, y), accuracy(pred, y, loss)
 
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True,
@@ -108,6 +138,13 @@ class Sequential(Layer):
             terminal, and only for runs longer than half a second.
         callback : optional f(epoch, history) called after each epoch.
 
+        Raises
+        ------
+        NonFiniteLossError
+            the first time a batch's loss is inf or NaN; that batch changed
+            nothing, so the model keeps the parameters of the last good step,
+            and the error carries the history so far.
+
         Returns
         -------
         history : dict of per-epoch lists "loss" (the epoch's batch losses
@@ -116,6 +153,12 @@ class Sequential(Layer):
         "accuracy" (classification, after the epoch), "val_loss",
         "val_accuracy", "seconds".
         """
+        with self._lock:
+            return self._fit(x, y, loss, optimizer, epochs, batch_size, shuffle, validation_data,
+                             progress, rng, callback)
+
+    def _fit(self, x, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, progress, rng,
+             callback):
         if not isinstance(loss, Loss):
             raise TypeError(f"loss must be a fastbp loss (e.g. fastbp.MSELoss()), got {type(loss).__name__}")
         if not isinstance(optimizer, Optimizer):
@@ -127,6 +170,8 @@ class Sequential(Layer):
         if y.shape[:1] != x.shape[:1]:
             raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {y.shape}")
         n = x.shape[0]
+        if n == 0:
+            raise ValueError(f"x has no samples (shape {x.shape}): there is nothing to fit")
         epochs = check_positive_int(epochs, "epochs")
         batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
         rng = np.random.default_rng(rng)
@@ -139,20 +184,25 @@ class Sequential(Layer):
                 start = time.perf_counter()
                 order = rng.permutation(n) if shuffle else None
                 if fused is not None:
-                    total = self.fused.train_epoch(fused[0], fused[1], optimizer,
-                                                   np.arange(n) if order is None else order, batch_size)
+                    total, bad_batch = self.fused.train_epoch(
+                        fused[0], fused[1], optimizer, np.arange(n) if order is None else order, batch_size)
                 else:
-                    total = 0.0
+                    total, bad_batch = 0.0, -1
                     for lo in range(0, n, batch_size):
                         idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
-                        batch_loss = self.train_step(x[idx], y[idx], loss, optimizer)
+                        batch_loss = self._train_step(x[idx], y[idx], loss, optimizer)
+                        if not math.isfinite(batch_loss):
+                            total, bad_batch = batch_loss, lo // batch_size
+                            break
                         rows = min(lo + batch_size, n) - lo
                         total += batch_loss * rows if loss.reduction == "mean" else batch_loss
+                if bad_batch >= 0:
+                    raise NonFiniteLossError(epoch, bad_batch, batch_size, total, history)
                 history["seconds"].append(time.perf_counter() - start)
                 history["loss"].append(total / n if loss.reduction == "mean" else total)
-                history["accuracy"].append(accuracy(self.forward(x), y, loss))
+                history["accuracy"].append(accuracy(self._forward(x), y, loss))
                 if validation_data is not None:
-                    val_loss, val_acc = self.evaluate(*validation_data, loss)
+                    val_loss, val_acc = self._evaluate(*validation_data, loss)
                     history["val_loss"].append(val_loss)
                     history["val_accuracy"].append(val_acc)
                 bar.update()
@@ -160,6 +210,18 @@ class Sequential(Layer):
                 if callback is not None:
                     callback(epoch, history)
         return history
+
+
+class NonFiniteLossError(FloatingPointError):
+    """`fit` met a loss that is inf or NaN; the parameters are those before it."""
+
+    def __init__(self, epoch, batch, batch_size, loss, history):
+        self.epoch, self.batch, self.loss, self.history = epoch, batch, loss, history
+        super().__init__(
+            f"the loss became {loss} at epoch {epoch}, batch {batch} (samples {batch * batch_size} to "
+            f"{(batch + 1) * batch_size - 1} of the epoch's order); training stopped with the "
+            f"parameters from before that batch. Lower the learning rate or check the data for "
+            f"inf / NaN.")
 
 
 def accuracy(pred, y, loss):

@@ -2,7 +2,8 @@
 `view2d` / `ravel` for cheap views of flat buffers.
 
 - ``cache=True``: compiled code is written next to the source (or to
-  ``NUMBA_CACHE_DIR``) so a second process loads it in milliseconds.
+  ``NUMBA_CACHE_DIR``, or a private fallback when the install is read-only;
+  see `_enable_cache`) so a second process loads it in milliseconds.
 - ``error_model="numpy"``: numba's default ("python") puts a zero-division
   check in every ``/``, which stops loops from vectorising (8x slower here).
 - ``nogil=True``: two threads training two models run their kernels at once.
@@ -12,13 +13,57 @@
   threaded BLAS GEMM next to it and lost (field notes); the kernels stay
   serial and let BLAS own the threads.
 """
+import os
+import tempfile
+
+import numba
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
-jit = njit(cache=True, error_model="numpy", nogil=True)
+def _cache_folder_usable(path):
+    """True when `path` exists or can be made, is ours alone, and takes files."""
+    try:
+        os.makedirs(path, mode=0o700, exist_ok=True)
+        info = os.stat(path)
+        # a folder others can write could hold planted cache files (pickles)
+        if hasattr(os, "getuid") and (info.st_uid != os.getuid() or info.st_mode & 0o022):
+            return False
+        with tempfile.TemporaryFile(dir=path):
+            pass
+        return True
+    except OSError:
+        return False
+
+
+def _enable_cache():
+    """Whether kernels can be cached, pointing numba at a writable folder if needed.
+
+    numba caches next to the source (kernels/__pycache__) and, when that is
+    read-only (a system-wide install), fails at import with "no locator
+    available" unless NUMBA_CACHE_DIR names a writable folder (numba#4908).
+    Then fastbp uses ~/.cache/fastbp-numba, else a private folder in the
+    temporary directory, else compiles without caching.
+    """
+    if numba.config.CACHE_DIR:
+        return True
+    if os.access(os.path.dirname(os.path.abspath(__file__)), os.W_OK) and _cache_folder_usable(
+            os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")):
+        return True
+    user = getattr(os, "getuid", lambda: "user")()
+    for folder in (os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                "fastbp-numba"),
+                   os.path.join(tempfile.gettempdir(), f"fastbp-numba-{user}")):
+        if _cache_folder_usable(folder):
+            numba.config.CACHE_DIR = folder
+            return True
+    return False
+
+
+CACHE = _enable_cache()
+jit = njit(cache=CACHE, error_model="numpy", nogil=True)
 inline = njit(inline="always", error_model="numpy")
 
 

@@ -74,14 +74,16 @@ def tanh(z):
     raise NotImplementedError("compiled only")
 
 
-@overload(sigmoid, inline="always")
+@overload(sigmoid)
 def _sigmoid(z):
     if z == types.float32:
         def sigmoid_float32(z):
             x = -np.float64(z)
             # beyond +-200 the float32 result is 0 or 1 anyway; NaN passes through
-            x = 200.0 if x > 200.0 else x
-            x = -200.0 if x < -200.0 else x
+            if x > 200.0:
+                x = 200.0
+            elif x < -200.0:
+                x = -200.0
             return np.float32(1.0 / (1.0 + exp_for_float32(x)))
         return sigmoid_float32
     if isinstance(z, types.Float):
@@ -94,18 +96,19 @@ def _sigmoid(z):
         return sigmoid_libm
 
 
-@overload(tanh, inline="always")
+@overload(tanh)
 def _tanh(z):
     if z == types.float32:
         def tanh_float32(z):
             x = np.float64(z)
             a = np.abs(x)
-            a = 10.0 if a > 10.0 else a  # tanh(10) rounds to 1 in float32
+            if a > 10.0:  # tanh(10) rounds to 1 in float32
+                a = 10.0
             t = 1.0 - 2.0 / (exp_for_float32(2.0 * a) + 1.0)
-            # below 1e-5, 1 - 2/(e+1) loses bits to cancellation and tanh(a) = a to 1e-10
-            t = a if a < 1e-5 else t
-            t = math.copysign(t, x)  # odd, and -0.0 stays -0.0
-            return np.float32(t if x == x else x)  # NaN stays NaN
+            if a < 1e-5:  # 1 - 2/(e+1) loses bits to cancellation; tanh(a) = a to 1e-10
+                t = a
+            # odd, -0.0 stays -0.0, and NaN stays NaN (a NaN fails every test above)
+            return np.float32(math.copysign(t, x) if x == x else x)
         return tanh_float32
     if isinstance(z, types.Float):
         return lambda z: np.tanh(z)

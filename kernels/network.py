@@ -106,6 +106,7 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred)
 
 
 # x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
+# unless the loss is not finite
 @jit
 def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
                        lr, momentum, outs, delta, grad_a, grad_b, grad_top):
@@ -114,6 +115,9 @@ def network_train_step(table, params, grads, velocity, x, target, labels, loss_c
     pred = network_forward(table, params, x, outs)
     top = view2d(grad_top, 0, batch, n_last)
     value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+    if not np.isfinite(value):
+        # a step on an inf / NaN loss would poison every parameter: change nothing
+        return value
     network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
     sgd_update(params, grads, lr, momentum, velocity)
     return value
@@ -121,7 +125,9 @@ def network_train_step(table, params, grads, velocity, x, target, labels, loss_c
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /
 # target_batch / labels_batch buffers (B rows), then one fused step.
-# Returns the sum over batches of loss * rows (reduction MEAN) or of loss.
+# Returns (the sum over batches of loss * rows (reduction MEAN) or of loss,
+# the index of the first batch whose loss was not finite, or -1). The epoch
+# stops at that batch, whose step changed nothing.
 @jit
 def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
                         loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch,
@@ -144,7 +150,9 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
             loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
+        if not np.isfinite(value):
+            return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a
         # sum of means weighted by rows (the caller divides by n)
         total += value * rows if reduction == MEAN else value
-    return total
+    return total, -1
