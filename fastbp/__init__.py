@@ -4,6 +4,7 @@ The arithmetic lives in `fastbp.kernels` (pure compiled functions on arrays);
 this package adds validation, state and the layer API of the seed notebooks.
 """
 from . import datasets, kernels
+from ._cuda import to_numpy
 from .checkpoint import load
 from .conv import Conv2D, Flatten, Scale
 from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
@@ -18,7 +19,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
-    "batches", "load", "from_torch", "to_torch",
+    "batches", "load", "from_torch", "to_torch", "to_numpy",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

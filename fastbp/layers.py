@@ -9,7 +9,8 @@ import math
 
 import numpy as np
 
-from . import kernels
+from . import _cuda, kernels
+from ._cuda import check_device, is_device_array
 from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int,
                           float_dtype_of)
 
@@ -63,6 +64,18 @@ def _uniform(rng, bound, shape, dtype):
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
+def _assign(target, value, name, dtype, shape):
+    """Copy `value` into the parameter array `target` (host or GPU), checked."""
+    if is_device_array(target):
+        target.copy_to_device(_cuda.as_device_array(value, name, dtype, shape))
+    else:
+        target[...] = as_float_array(_cuda.to_numpy(value), name, dtype, shape)
+
+
+def _device_copy(arr):
+    return _cuda.cuda().to_device(np.ascontiguousarray(arr))
+
+
 class Linear(Layer):
     """Dense layer ``out = activation(x @ weights + bias)``, bias and activation
     fused into one compiled kernel.
@@ -88,7 +101,7 @@ class Linear(Layer):
     """
 
     def __init__(self, in_features, out_features, *, activation=None, bias=True,
-                 dtype=np.float32, rng=None):
+                 dtype=np.float32, rng=None, device="cpu"):
         self.in_features = check_positive_int(in_features, "in_features")
         self.out_features = check_positive_int(out_features, "out_features")
         self._act = activation_code(activation)
@@ -102,8 +115,11 @@ class Linear(Layer):
             w_bound = math.sqrt(6.0 / (fan_in + fan_out))
         self._init(_uniform(rng, w_bound, (fan_in, fan_out), self.dtype),
                    _uniform(rng, 1.0 / math.sqrt(fan_in), fan_out, self.dtype) if bias else None)
+        if check_device(device) != "cpu":
+            self.to(device)
 
     def _init(self, weights, bias):
+        self.device = "cpu"
         self._bind(weights, np.zeros_like(weights), bias, None if bias is None else np.zeros_like(bias))
         self.packed_by = None  # the Sequential whose flat buffers hold this layer's arrays
         self.input = None
@@ -126,8 +142,7 @@ class Linear(Layer):
     def weights(self, value):
         # Copied into the layer's own array (cast to its dtype), so optimizers
         # holding it stay valid and the caller's array is never aliased.
-        self._weights[...] = as_float_array(value, "weights", self.dtype,
-                                            (self.in_features, self.out_features))
+        _assign(self._weights, value, "weights", self.dtype, (self.in_features, self.out_features))
 
     @property
     def bias(self):
@@ -137,10 +152,10 @@ class Linear(Layer):
     def bias(self, value):
         if self._bias is None:
             raise ValueError("bias: this layer was built with bias=False")
-        arr = np.asarray(value)
-        if arr.shape == (1, self.out_features):  # the notebooks' keepdims=True row
+        arr = value if is_device_array(value) else np.asarray(value)
+        if tuple(arr.shape) == (1, self.out_features):  # the notebooks' keepdims=True row
             arr = arr.reshape(self.out_features)
-        self._bias[...] = as_float_array(arr, "bias", self.dtype, (self.out_features,))
+        _assign(self._bias, arr, "bias", self.dtype, (self.out_features,))
 
     @property
     def grad_weights(self):
@@ -157,8 +172,39 @@ class Linear(Layer):
         return params
 
     # -- compute --------------------------------------------------------------
+    def to(self, device):
+        """Move the parameters and gradients to "cuda" (numba device arrays) or
+        back to "cpu". Optimizers built before the move keep the old arrays:
+        build them after, as with torch."""
+        device = check_device(device)
+        if device == self.device:
+            return self
+        if self.packed_by is not None:
+            raise RuntimeError("this layer's arrays belong to a Sequential: move the Sequential "
+                               "(model.to(device)) instead")
+        move = _device_copy if device == "cuda" else _cuda.to_numpy
+        self._bind(move(self._weights), move(self._grad_weights),
+                   None if self._bias is None else move(self._bias),
+                   None if self._bias is None else move(self._grad_bias))
+        if device == "cuda" and self._bias is None:
+            self._bias_or_empty = self._grad_bias_or_empty = _device_copy(np.empty(0, self.dtype))
+        self.device = device
+        self.input = self.output = None
+        return self
+
     def forward(self, x):
-        """x: (batch, in_features) -> (batch, out_features), in the layer's dtype."""
+        """x: (batch, in_features) -> (batch, out_features), in the layer's dtype.
+
+        On "cuda", x may be a numpy array (copied over) or a GPU array (used as
+        is); the output stays on the GPU."""
+        if self.device == "cuda":
+            from .kernels.cuda import dense as cuda_dense
+
+            x = _cuda.as_device_array(x, "x", self.dtype, (None, self.in_features))
+            out = _cuda.empty((x.shape[0], self.out_features), self.dtype)
+            cuda_dense.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
+            self.input, self.output = x, out
+            return out
         x = as_float_array(x, "x", self.dtype, (None, self.in_features))
         out = np.empty((x.shape[0], self.out_features), self.dtype)
         kernels.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
@@ -172,6 +218,15 @@ class Linear(Layer):
         """
         if self.output is None:
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        if self.device == "cuda":
+            from .kernels.cuda import dense as cuda_dense
+
+            grad_out = _cuda.as_device_array(grad_out, "grad_out", self.dtype, tuple(self.output.shape))
+            delta = _cuda.empty(self.output.shape, self.dtype)
+            grad_x = _cuda.empty(self.input.shape, self.dtype)
+            cuda_dense.dense_backward(self.input, self._weights, self.output, grad_out, self._act, True,
+                                      delta, self._grad_weights, self._grad_bias_or_empty, grad_x)
+            return grad_x
         grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
         delta = np.empty_like(self.output)
         grad_x = np.empty_like(self.input)
@@ -180,8 +235,9 @@ class Linear(Layer):
         return grad_x
 
     def __repr__(self):
+        device = "" if self.device == "cpu" else f", device={self.device!r}"
         return (f"Linear({self.in_features}, {self.out_features}, activation={self.activation!r}, "
-                f"bias={self._bias is not None}, dtype={self.dtype.name})")
+                f"bias={self._bias is not None}, dtype={self.dtype.name}{device})")
 
 
 class LinearLayer(Linear):
@@ -223,6 +279,17 @@ class Activation(Layer):
         self.output = None
 
     def forward(self, x):
+        if is_device_array(x):
+            from .kernels.cuda import dense as cuda_dense
+
+            x = _cuda.as_device_array(x, "x", check_dtype(x.dtype, "x's dtype"))
+            out = _cuda.empty(x.shape, x.dtype)
+            n = int(np.prod(x.shape))
+            if n:
+                cuda_dense.activation_kernel(str(x.dtype), False)[(n + 255) // 256, 256](
+                    x.reshape(n), self._code, out.reshape(n))
+            self.input, self.output = x, out
+            return out
         dtype = float_dtype_of(x, "x")
         x = as_float_array(x, "x", dtype)
         out = np.empty_like(x)
@@ -233,6 +300,16 @@ class Activation(Layer):
     def backward(self, grad_out):
         if self.output is None:
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
+        if is_device_array(self.output):
+            from .kernels.cuda import dense as cuda_dense
+
+            grad_out = _cuda.as_device_array(grad_out, "grad_out", self.output.dtype, tuple(self.output.shape))
+            grad_x = _cuda.empty(self.output.shape, self.output.dtype)
+            n = int(np.prod(self.output.shape))
+            if n:
+                cuda_dense.activation_kernel(str(self.output.dtype), True)[(n + 255) // 256, 256](
+                    self.output.reshape(n), grad_out.reshape(n), self._code, grad_x.reshape(n))
+            return grad_x
         grad_out = as_float_array(grad_out, "grad_out", self.output.dtype, self.output.shape)
         grad_x = np.empty_like(self.output)
         kernels.activation_backward(self.output.reshape(-1), grad_out.reshape(-1), self._code,

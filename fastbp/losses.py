@@ -5,7 +5,13 @@ Defaults follow torch.nn's (reduction="mean").
 import numpy as np
 
 from . import kernels
-from ._validation import as_float_array, check_choice, float_dtype_of
+from ._cuda import as_device_array, as_device_labels, is_device_array
+from ._cuda import empty as device_empty
+from ._validation import as_float_array, check_choice, check_dtype, float_dtype_of
+
+
+def _device_dtype(pred):
+    return check_dtype(pred.dtype, "pred's dtype")
 
 
 def check_labels(target, batch, classes):
@@ -27,6 +33,7 @@ class Loss:
         self._reduction = kernels.REDUCTIONS.index(reduction)
         self.pred = None
         self.target = None
+        self._device_grad = None
 
     def __call__(self, pred, target):
         return self.forward(pred, target)
@@ -38,12 +45,30 @@ class Loss:
         return pred, target
 
     def forward(self, pred, target):
+        self._device_grad = None
+        if is_device_array(pred):
+            return self._forward_on_device(pred, target)
         self.pred, self.target = self._check(pred, target)
         return float(self._forward(self.pred.reshape(-1), self.target.reshape(-1), self._reduction))
+
+    def _forward_on_device(self, pred, target):
+        # one kernel gives the loss and its gradient; backward hands the gradient out
+        from .kernels.cuda import losses as cuda_losses
+
+        pred = as_device_array(pred, "pred", _device_dtype(pred))
+        target = as_device_array(target, "target", pred.dtype, tuple(pred.shape))
+        grad = device_empty(pred.shape, pred.dtype)
+        n = int(np.prod(pred.shape))
+        value = cuda_losses.elementwise_loss(self._device_code, pred.reshape(n), target.reshape(n),
+                                             self._reduction, grad.reshape(n))
+        self.pred, self.target, self._device_grad = pred, target, grad
+        return value
 
     def backward(self):
         if self.pred is None:
             raise RuntimeError("backward called before forward: call loss(pred, target) first")
+        if self._device_grad is not None:
+            return self._device_grad
         grad = np.empty_like(self.pred)
         self._backward(self.pred.reshape(-1), self.target.reshape(-1), self._reduction,
                        grad.reshape(-1))
@@ -58,14 +83,17 @@ class MSELoss(Loss):
     "sum", or "half_sum" (0.5 * sum, the seed notebooks' loss)."""
 
     reductions = ("mean", "sum", "half_sum")
+    _device_code = 0  # kernels/cuda/losses.py MSE
     _forward = staticmethod(kernels.mse_forward)
     _backward = staticmethod(kernels.mse_backward)
 
 
 class BCELoss(Loss):
     """Binary cross-entropy on probabilities in [0, 1]; logs are clamped at
-    -100 as in torch, so p = 0 or 1 gives a finite loss."""
+    -100 as in torch, so p = 0 or 1 gives a finite loss. On the GPU pred is not
+    range-checked (that would copy it back): a value outside [0, 1] gives NaN."""
 
+    _device_code = 1
     _forward = staticmethod(kernels.bce_forward)
     _backward = staticmethod(kernels.bce_backward)
 
@@ -80,6 +108,7 @@ class BCELoss(Loss):
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits: sigmoid and BCE in one stable formula."""
 
+    _device_code = 2
     _forward = staticmethod(kernels.bce_with_logits_forward)
     _backward = staticmethod(kernels.bce_with_logits_backward)
 
@@ -89,6 +118,9 @@ class CrossEntropyLoss(Loss):
     class indices (batch,) or as class probabilities / one-hot rows (batch, classes)."""
 
     def forward(self, pred, target):
+        self._device_grad = None
+        if is_device_array(pred):
+            return self._forward_on_device(pred, target)
         dtype = float_dtype_of(pred, "pred")
         pred = as_float_array(pred, "pred", dtype, (None, None))
         target_arr = np.asarray(target)
@@ -100,9 +132,26 @@ class CrossEntropyLoss(Loss):
         self.pred, self.target, self._labels = pred, target, False
         return float(kernels.soft_cross_entropy_forward(pred, target, self._reduction))
 
+    def _forward_on_device(self, pred, target):
+        from .kernels.cuda import losses as cuda_losses
+
+        pred = as_device_array(pred, "pred", _device_dtype(pred), (None, None))
+        grad = device_empty(pred.shape, pred.dtype)
+        target_dtype = target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype
+        if np.dtype(target_dtype).kind in "iu":
+            labels = as_device_labels(target, "target", pred.shape[0], pred.shape[1])
+            value = cuda_losses.cross_entropy_loss(pred, labels, None, self._reduction, grad)
+        else:
+            target = as_device_array(target, "target", pred.dtype, tuple(pred.shape))
+            value = cuda_losses.cross_entropy_loss(pred, None, target, self._reduction, grad)
+        self.pred, self._device_grad = pred, grad
+        return value
+
     def backward(self):
         if self.pred is None:
             raise RuntimeError("backward called before forward: call loss(pred, target) first")
+        if self._device_grad is not None:
+            return self._device_grad
         grad = np.empty_like(self.pred)
         if self._labels:
             kernels.softmax_cross_entropy_backward(self.pred, self.target, self._reduction, grad)

@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from . import _fused
 from ._validation import as_float_array, check_positive_int
-from .layers import Layer
+from ._cuda import to_numpy
+from .layers import Activation, Layer
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
 
@@ -26,6 +27,7 @@ class Sequential(Layer):
         # would mix their batches. Public methods take this lock (calls from
         # other threads wait their turn) and call the unlocked _methods.
         self._lock = threading.Lock()
+        self.device = "cpu"
         # A stack of Linear layers is packed into flat buffers so that
         # train_step and fit can run the whole network in one compiled call.
         self.fused = _fused.pack(self, self.layers)
@@ -41,6 +43,36 @@ class Sequential(Layer):
 
     def __repr__(self):
         return "Sequential(\n" + "".join(f"  {layer!r},\n" for layer in self.layers) + ")"
+
+    def to(self, device):
+        """Move every layer to "cuda" or back to "cpu"; returns the model.
+
+        On "cuda" the model trains layer by layer with the GPU kernels (the
+        fused whole-network step is CPU only); its outputs stay on the GPU
+        (fastbp.to_numpy brings them back). Build optimizers after moving.
+        """
+        from ._cuda import check_device
+
+        device = check_device(device)
+        with self._lock:
+            for i, layer in enumerate(self.layers):
+                if device == "cuda" and not (hasattr(layer, "to") or isinstance(layer, Activation)):
+                    raise TypeError(f"layers[{i}] is a {type(layer).__name__}, which runs on the CPU only; "
+                                    f"on 'cuda' fastbp has Linear, ReLU, Sigmoid and Tanh")
+            if self.fused is not None:  # leave the flat buffers: each layer keeps a copy of its arrays
+                for layer in self.layers:
+                    layer._bind(layer.weights.copy(), layer.grad_weights.copy(),
+                                None if layer.bias is None else layer.bias.copy(),
+                                None if layer.bias is None else layer.grad_bias.copy())
+                    layer.packed_by = None
+                self.fused = None
+            for layer in self.layers:
+                if hasattr(layer, "to"):
+                    layer.to(device)
+            self.device = device
+            if device == "cpu":
+                self.fused = _fused.pack(self, self.layers)
+        return self
 
     def parameters(self):
         return [p for layer in self.layers for p in layer.parameters()]
@@ -231,7 +263,8 @@ def accuracy(pred, y, loss):
     output column with a binary loss is thresholded (0.5 on probabilities,
     0 on logits).
     """
-    y = np.asarray(y)
+    y = to_numpy(y)
+    pred = to_numpy(pred)
     if isinstance(loss, (BCELoss, BCEWithLogitsLoss)):
         threshold = 0.5 if isinstance(loss, BCELoss) else 0.0
         return float(np.mean((pred > threshold) == (y > 0.5)))

@@ -2,7 +2,7 @@
 with torch's update rules."""
 import numpy as np
 
-from . import kernels
+from . import _cuda, kernels
 from ._validation import check_finite_float
 from .layers import Parameter
 
@@ -20,12 +20,18 @@ def _check_params(params):
     return params
 
 
+def _on_device(param):
+    return _cuda.is_device_array(param.value)
+
+
 def flat_buffer(arrays):
     """The 1-D buffer that `arrays` tile exactly and in order, or None.
 
     A Sequential of Linear layers keeps all parameters (and all gradients) in
     one such buffer, which lets an optimizer update them in one kernel call.
     """
+    if not all(type(a) is np.ndarray for a in arrays):
+        return None
     base = arrays[0].base
     if base is None or base.ndim != 1:
         return None
@@ -47,7 +53,10 @@ class Optimizer:
 
     def zero_grad(self):
         for p in self.params:
-            p.grad.fill(0)
+            if _on_device(p):
+                p.grad.copy_to_device(np.zeros(p.grad.shape, p.grad.dtype))
+            else:
+                p.grad.fill(0)
 
 
 class SGD(Optimizer):
@@ -62,8 +71,10 @@ class SGD(Optimizer):
             self.flat_velocity = np.zeros(self.flat_params.size if self.momentum else 0,
                                           self.flat_params.dtype)
             return
-        self._velocity = [np.zeros(p.value.size, p.value.dtype) if self.momentum else
-                          np.empty(0, p.value.dtype) for p in self.params]
+        self._velocity = []
+        for p in self.params:
+            velocity = np.zeros(p.value.size if self.momentum else 0, p.value.dtype)
+            self._velocity.append(_cuda.cuda().to_device(velocity) if _on_device(p) else velocity)
 
     def step(self):
         if self.flat_params is not None:
@@ -71,7 +82,13 @@ class SGD(Optimizer):
                                self.flat_velocity)
             return
         for p, v in zip(self.params, self._velocity):
-            kernels.sgd_update(p.value.reshape(-1), p.grad.reshape(-1), self.lr, self.momentum, v)
+            n = p.value.size
+            if _on_device(p):
+                from .kernels.cuda import optim as cuda_optim
+
+                cuda_optim.sgd_update(p.value.reshape(n), p.grad.reshape(n), self.lr, self.momentum, v)
+            else:
+                kernels.sgd_update(p.value.reshape(n), p.grad.reshape(n), self.lr, self.momentum, v)
 
 
 class Adam(Optimizer):
@@ -79,6 +96,9 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params)
+        if any(_on_device(p) for p in self.params):
+            raise RuntimeError("Adam runs on the CPU only for now; use SGD (with momentum) for a model "
+                               "on 'cuda'")
         self.lr = check_finite_float(lr, "lr", minimum=0.0)
         self.betas = (check_finite_float(betas[0], "betas[0]", minimum=0.0, maximum=0.999999),
                       check_finite_float(betas[1], "betas[1]", minimum=0.0, maximum=0.999999))

@@ -1,8 +1,15 @@
 """Shared test helpers. torch (float64) is the reference for every gradient."""
-import numpy as np
-import pytest
-import torch
-from hypothesis import settings
+import os
+
+# CUDA kernels run in numba's simulator unless asked for a real GPU
+# (tests/test_cuda_gpu.py does so in a child process); set before numba loads.
+if os.environ.get("FASTBP_TEST_REAL_GPU") != "1":
+    os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hypothesis import settings  # noqa: E402
 
 settings.register_profile("fastbp", deadline=None, max_examples=30, derandomize=True,
                           print_blob=True)

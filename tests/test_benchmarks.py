@@ -68,3 +68,11 @@ def test_bench_tables_run_on_small_cases():
     forward = bench.time_forward(16, 8, "sigmoid", budget_s=0.01)
     assert set(forward) == {"fastbp", "numpy", "torch"}
 
+
+
+def test_cuda_benchmarks_skip_cleanly_without_a_gpu():
+    from benchmarks.bench_cuda import CudaMLP
+
+    # in the simulator (conftest) or on a machine without a GPU: skipped, not run
+    with pytest.raises(NotImplementedError, match="GPU|CUDA"):
+        CudaMLP().setup("fastbp", 64, 2**12)
