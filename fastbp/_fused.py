@@ -87,8 +87,9 @@ class FusedNetwork:
             self.grad_a = np.empty(b * self._max_width, self.dtype)
             self.grad_b = np.empty(b * self._max_width, self.dtype)
             self.grad_top = np.empty(b * self.n_out, self.dtype)
+            self.x_t = np.empty(b * self.n_in, self.dtype)
             self.capacity = batch
-        return self.outs, self.delta, self.grad_a, self.grad_b, self.grad_top
+        return self.outs, self.delta, self.grad_a, self.grad_b, self.grad_top, self.x_t
 
     def loss_args(self, loss, y, batch):
         """(loss_code, reduction, target, labels) with y validated, or None when
@@ -135,7 +136,7 @@ class FusedNetwork:
             return self._step_entry(self.table, self.params, self.grads, optimizer.flat_velocity, x, y,
                                     self._empty_labels, self._fast_code, loss._reduction, optimizer.lr,
                                     optimizer.momentum, self.outs, self.delta, self.grad_a, self.grad_b,
-                                    self.grad_top)
+                                    self.grad_top, self.x_t)
         if not self.uses(optimizer):
             return None
         x = self.check_input(x)

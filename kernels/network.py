@@ -19,6 +19,7 @@ import numpy as np
 
 from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
+from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward
 from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
@@ -105,11 +106,92 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred)
     return value
 
 
+# The batch-inner path (kernels/narrow.py) from this batch size on, for
+# networks no wider than NARROW_MAX_WIDTH (8). Measured with
+# `python benchmarks/narrow.py` (float32, us per step, batch-major vs batch-inner):
+#   2-4-1      b8 1.05 vs 1.18   b16 2.17 vs 0.98   b210 10.6 vs 6.8   b1024  45 vs  26
+#   2-5-3      b8 2.75 vs 1.59   b16 4.51 vs 2.20   b210 29.3 vs 12.0  b1024 131 vs  54
+#   4-8-8-2    b8 4.74 vs 3.65   b16 6.40 vs 4.87   b210 28.2 vs 27.3  b1024 118 vs 106
+#   8-16-16-4  b8 3.54 vs 5.77   b16 7.44 vs 7.41   b210 35.0 vs 60.8  b1024 156 vs 279
+# At width 16 the batch-inner weight gradients (dot products along the batch,
+# 8 lanes) lose to BLAS; at width <= 8 and batch >= 16 the batch-inner path wins.
+NARROW_MIN_BATCH = 16
+
+
+@jit
+def is_narrow(table, batch):
+    if batch < NARROW_MIN_BATCH:
+        return False
+    for l in range(table.shape[0]):
+        if table[l, 0] > NARROW_MAX_WIDTH or table[l, 1] > NARROW_MAX_WIDTH:
+            return False
+    return True
+
+
+# network_train_step in the batch-inner layout: every activation is stored
+# (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
+@jit
+def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
+                      lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t):
+    batch = x.shape[0]
+    n_layers = table.shape[0]
+    inp = view2d(x_t, 0, table[0, 0], batch)
+    for i in range(batch):
+        for k in range(table[0, 0]):
+            inp[k, i] = x[i, k]
+    x_in = inp
+    offset = 0
+    for l in range(n_layers):
+        out_t = view2d(outs, offset, table[l, 1], batch)
+        narrow_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, 2], out_t)
+        inp = out_t
+        offset += batch * table[l, 1]
+    # the loss kernels take (B, out) rows: transpose the prediction in and
+    # its gradient out (B * out values, small next to the layers)
+    n_last = table[n_layers - 1, 1]
+    pred = view2d(delta, 0, batch, n_last)
+    for i in range(batch):
+        for j in range(n_last):
+            pred[i, j] = inp[j, i]
+    top = view2d(grad_top, 0, batch, n_last)
+    value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+    if not np.isfinite(value):
+        return value
+    grad_t = view2d(grad_a, 0, n_last, batch)
+    for i in range(batch):
+        for j in range(n_last):
+            grad_t[j, i] = top[i, j]
+    for l in range(n_layers - 1, -1, -1):
+        n_in, n_out = table[l, 0], table[l, 1]
+        offset -= batch * n_out
+        out_t = view2d(outs, offset, n_out, batch)
+        in_t = x_in if l == 0 else view2d(outs, offset - batch * n_in, n_in, batch)
+        # ping-pong: the top gradient sits in grad_a, layer L-1 writes grad_b, ...
+        grad_in_t = view2d(grad_b if (n_layers - 1 - l) % 2 == 0 else grad_a, 0, n_in, batch)
+        narrow_backward(in_t, _weights(table, params, l), out_t, grad_t, table[l, 2], l > 0,
+                        view2d(delta, 0, n_out, batch), _weights(table, grads, l), _bias(table, grads, l),
+                        grad_in_t)
+        grad_t = grad_in_t
+    sgd_update(params, grads, lr, momentum, velocity)
+    return value
+
+
 # x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
-# unless the loss is not finite
+# unless the loss is not finite. x_t: a workspace of in_0 * B values.
 @jit
 def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                       lr, momentum, outs, delta, grad_a, grad_b, grad_top):
+                       lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t):
+    if is_narrow(table, x.shape[0]):
+        return narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
+                                 lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t)
+    return batch_major_train_step(table, params, grads, velocity, x, target, labels, loss_code,
+                                  reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
+
+
+# network_train_step in the batch-major layout of kernels/dense.py
+@jit
+def batch_major_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
+                           lr, momentum, outs, delta, grad_a, grad_b, grad_top):
     batch = x.shape[0]
     n_last = table[table.shape[0] - 1, 1]
     pred = network_forward(table, params, x, outs)
@@ -131,7 +213,7 @@ def network_train_step(table, params, grads, velocity, x, target, labels, loss_c
 @jit
 def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
                         loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch,
-                        outs, delta, grad_a, grad_b, grad_top):
+                        outs, delta, grad_a, grad_b, grad_top, x_t):
     n = order.shape[0]
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
@@ -149,7 +231,7 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
             table, params, grads, velocity, x_batch[:rows],
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
-            loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
+            loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t)
         if not np.isfinite(value):
             return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a

@@ -72,6 +72,35 @@ def test_fused_step_matches_layer_by_layer(dtype, momentum, loss_name):
         assert_close(a.grad, b.grad, dtype, rtol=RTOL[dtype] * 10)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("widths, acts", [((2, 5, 3), ("sigmoid", "sigmoid")),
+                                          ((3, 8, 8, 2), ("tanh", "relu", "identity"))])
+@pytest.mark.parametrize("loss_name", ["mse_half_sum", "ce_labels", "bce_logits"])
+def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, loss_name):
+    # widths <= 8 and batches >= 16 take kernels/narrow.py's transposed layout
+    make_loss, kind = LOSSES[loss_name]
+    rng = np.random.default_rng(3)
+
+    def build():
+        r = np.random.default_rng(0)
+        return fastbp.Sequential(*[fastbp.Linear(a, b, activation=act, dtype=dtype, rng=r, bias=i != 1)
+                                   for i, (a, b, act) in enumerate(zip(widths, widths[1:], acts))])
+    fused, plain = build(), build()
+    # small enough that half_sum over 210 rows does not diverge
+    fused_opt = fastbp.SGD(fused.parameters(), lr=1e-3, momentum=0.9)
+    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=1e-3, momentum=0.9)
+    loss_a, loss_b = make_loss(), make_loss()
+    for batch in (210, 33, 16, 15, 8, 210):  # both sides of NARROW_MIN_BATCH, odd tails of 8 lanes
+        x = rng.standard_normal((batch, widths[0])).astype(dtype)
+        y = make_targets(kind, rng, batch, widths[-1])
+        value_fused = fused.train_step(x, y, loss_a, fused_opt)
+        value_plain = layer_by_layer_step(plain, x, y, loss_b, plain_opt)
+        np.testing.assert_allclose(value_fused, value_plain, rtol=RTOL[dtype])
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        assert_close(a.value, b.value, dtype, rtol=RTOL[dtype])
+        assert_close(a.grad, b.grad, dtype, rtol=RTOL[dtype] * 10)
+
+
 @pytest.mark.parametrize("shuffle", [False, True])
 def test_fused_fit_epoch_matches_a_python_loop(shuffle):
     rng = np.random.default_rng(2)
