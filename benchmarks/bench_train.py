@@ -44,20 +44,20 @@ class LayerTrainStep:
     def setup(self, impl, name):
         model, batch = network(name)
         x, y = _data(model, batch)
-        if impl == "fastbp":
-            loss = fastbp.MSELoss("half_sum")
-            # parameters in reverse order: not one flat buffer, so nothing is fused
-            opt = fastbp.SGD(model.parameters()[::-1], lr=LR)
-
-            def step():
-                value = loss.forward(model.forward(x), y)
-                model.backward(loss.backward())
-                opt.step()
-                return value
-            self.step = step
-        else:
-            self.step = _baseline_step(impl, model, x, y)
+        self.step = self._fastbp_step(model, x, y) if impl == "fastbp" else _baseline_step(impl, model, x, y)
         self.step()
+
+    def _fastbp_step(self, model, x, y):
+        loss = fastbp.MSELoss("half_sum")
+        # parameters in reverse order: not one flat buffer, so nothing is fused
+        opt = fastbp.SGD(model.parameters()[::-1], lr=LR)
+
+        def step():
+            value = loss.forward(model.forward(x), y)
+            model.backward(loss.backward())
+            opt.step()
+            return value
+        return step
 
     def time_step(self, impl, name):
         self.step()
@@ -66,27 +66,13 @@ class LayerTrainStep:
         self.step()
 
 
-class FusedTrainStep:
+class FusedTrainStep(LayerTrainStep):
     """Sequential.train_step: the whole step in one compiled call."""
-    params = (IMPLS, list(NETWORKS))
-    param_names = ["impl", "network"]
 
-    def setup(self, impl, name):
-        model, batch = network(name)
-        x, y = _data(model, batch)
-        if impl == "fastbp":
-            loss = fastbp.MSELoss("half_sum")
-            opt = fastbp.SGD(model.parameters(), lr=LR)
-            self.step = lambda: model.train_step(x, y, loss, opt)
-        else:
-            self.step = _baseline_step(impl, model, x, y)
-        self.step()
-
-    def time_step(self, impl, name):
-        self.step()
-
-    def peakmem_step(self, impl, name):
-        self.step()
+    def _fastbp_step(self, model, x, y):
+        loss = fastbp.MSELoss("half_sum")
+        opt = fastbp.SGD(model.parameters(), lr=LR)
+        return lambda: model.train_step(x, y, loss, opt)
 
 
 class FitEpoch:

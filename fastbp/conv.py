@@ -8,7 +8,7 @@ import numpy as np
 from . import kernels
 from ._validation import as_float_array, check_dtype, check_positive_int
 from .kernels import conv, scale
-from .layers import Layer, Parameter, _uniform, activation_code
+from .layers import Layer, Parameter, WeightedLayer, _uniform, activation_code
 
 
 def _pair(value, name, *, minimum):
@@ -22,7 +22,7 @@ def _pair(value, name, *, minimum):
     return int(pair[0]), int(pair[1])
 
 
-class Conv2D(Layer):
+class Conv2D(WeightedLayer):
     """2-D convolution on NCHW batches (cross-correlation, like torch's conv2d),
     with the bias and activation fused into it.
 
@@ -86,20 +86,6 @@ class Conv2D(Layer):
         if self._bias is None:
             raise ValueError("bias: this layer was built with bias=False")
         self._bias[...] = as_float_array(value, "bias", self.dtype, self._bias.shape)
-
-    @property
-    def grad_weights(self):
-        return self._grad_weights
-
-    @property
-    def grad_bias(self):
-        return self._grad_bias
-
-    def parameters(self):
-        params = [Parameter("weights", self._weights, self._grad_weights)]
-        if self._bias is not None:
-            params.append(Parameter("bias", self._bias, self._grad_bias))
-        return params
 
     def output_shape(self, height, width):
         """(out_h, out_w) for an input of height x width."""

@@ -76,7 +76,26 @@ def _device_copy(arr):
     return _cuda.cuda().to_device(np.ascontiguousarray(arr))
 
 
-class Linear(Layer):
+class WeightedLayer(Layer):
+    """A layer with `weights` and an optional `bias`, and their gradients,
+    kept in `_weights`, `_bias`, `_grad_weights`, `_grad_bias`."""
+
+    @property
+    def grad_weights(self):
+        return self._grad_weights
+
+    @property
+    def grad_bias(self):
+        return self._grad_bias
+
+    def parameters(self):
+        params = [Parameter("weights", self._weights, self._grad_weights)]
+        if self._bias is not None:
+            params.append(Parameter("bias", self._bias, self._grad_bias))
+        return params
+
+
+class Linear(WeightedLayer):
     """Dense layer ``out = activation(x @ weights + bias)``, bias and activation
     fused into one compiled kernel.
 
@@ -156,20 +175,6 @@ class Linear(Layer):
         if tuple(arr.shape) == (1, self.out_features):  # the notebooks' keepdims=True row
             arr = arr.reshape(self.out_features)
         _assign(self._bias, arr, "bias", self.dtype, (self.out_features,))
-
-    @property
-    def grad_weights(self):
-        return self._grad_weights
-
-    @property
-    def grad_bias(self):
-        return self._grad_bias
-
-    def parameters(self):
-        params = [Parameter("weights", self._weights, self._grad_weights)]
-        if self._bias is not None:
-            params.append(Parameter("bias", self._bias, self._grad_bias))
-        return params
 
     # -- compute --------------------------------------------------------------
     def to(self, device):

@@ -12,6 +12,7 @@ import math
 from numba import cuda, float32, float64
 
 from ..activations import IDENTITY, RELU, SIGMOID, TANH
+from .reduce import block_tree_sum
 
 TILE = 16  # threads per block side; 16 x 16 = 256 threads, 2 x 16 x 16 floats of shared memory
 
@@ -120,13 +121,7 @@ def delta_bias_grad_kernel(dtype, threads=TILE * TILE):
             delta[row, col] = d
             acc += d
         partial[tid] = acc
-        cuda.syncthreads()
-        step = threads // 2
-        while step > 0:
-            if tid < step:
-                partial[tid] += partial[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        block_tree_sum(partial, tid, threads)
         if tid == 0 and grad_bias.shape[0] != 0:
             grad_bias[col] = partial[0]
 

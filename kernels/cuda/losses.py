@@ -13,6 +13,7 @@ import numpy as np
 from numba import cuda, float32, float64
 
 from ..losses import HALF_SUM, MEAN, SUM
+from .reduce import block_tree_sum
 
 MSE, BCE, BCE_WITH_LOGITS = 0, 1, 2
 THREADS = 256
@@ -118,13 +119,7 @@ def sum_kernel(threads=THREADS):
             if i < terms.shape[0]:
                 acc += terms[i]
         shared[tid] = acc
-        cuda.syncthreads()
-        step = threads // 2
-        while step > 0:
-            if tid < step:
-                shared[tid] += shared[tid + step]
-            cuda.syncthreads()
-            step //= 2
+        block_tree_sum(shared, tid, threads)
         if tid == 0:
             partials[cuda.blockIdx.x] = shared[0]
 
