@@ -40,8 +40,10 @@ def _entry_point(dispatcher, args):
     callable without the dispatcher's type resolution (~1 us of a 3 us step
     for 17 arguments). Only called with arguments of these exact types:
     `_kernel_ready` checks the arrays that come from the user, the rest are
-    the network's own."""
-    return dispatcher.overloads[tuple(numba.typeof(a) for a in args)].entry_point
+    the network's own. None if numba compiled for other types than expected
+    (the dispatcher then keeps doing the work)."""
+    compiled = dispatcher.overloads.get(tuple(numba.typeof(a) for a in args))
+    return None if compiled is None else compiled.entry_point
 
 
 class FusedNetwork:
@@ -151,7 +153,8 @@ class FusedNetwork:
                 target, self.dtype):
             # the arguments the fast branch checks for have exactly these types
             self._step_entry = _entry_point(network.network_train_step, args)
-            self._fast_loss, self._fast_code = loss, code
+            if self._step_entry is not None:
+                self._fast_loss, self._fast_code = loss, code
         return value
 
     def train_epoch(self, x, loss_args, optimizer, order, batch_size):

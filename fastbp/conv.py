@@ -66,7 +66,8 @@ class Conv2D(WeightedLayer):
         self._grad_bias = None if self._bias is None else np.zeros_like(self._bias)
         self._bias_or_empty = np.empty(0, self.dtype) if self._bias is None else self._bias
         self._grad_bias_or_empty = np.empty(0, self.dtype) if self._bias is None else self._grad_bias
-        self.input = self.output = self._cols = None
+        self.input = self.output = self._cols_t = None
+        self._buffers = {}
 
     @property
     def weights(self):
@@ -87,6 +88,15 @@ class Conv2D(WeightedLayer):
             raise ValueError("bias: this layer was built with bias=False")
         self._bias[...] = as_float_array(value, "bias", self.dtype, self._bias.shape)
 
+    def _buffer(self, name, shape):
+        """A workspace kept from call to call while its shape stays the same:
+        the columns take batch * positions * K values, and fresh pages for
+        them cost as much as filling them."""
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.shape != shape:
+            buffer = self._buffers[name] = np.empty(shape, self.dtype)
+        return buffer
+
     def output_shape(self, height, width):
         """(out_h, out_w) for an input of height x width."""
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
@@ -100,12 +110,12 @@ class Conv2D(WeightedLayer):
         if min(out_h, out_w) < 1:
             raise ValueError(f"x: a {height}x{width} input is smaller than the {self.kernel_size} kernel "
                              f"with padding {self.padding}")
-        cols = np.empty((batch * out_h * out_w, self._weights[0].size), self.dtype)
-        rows = np.empty((batch * out_h * out_w, self.out_channels), self.dtype)
+        cols_t = self._buffer("cols_t", (self._weights[0].size, batch * out_h * out_w))
+        out_t = self._buffer("out_t", (self.out_channels, batch * out_h * out_w))
         out = np.empty((batch, self.out_channels, out_h, out_w), self.dtype)
         conv.conv2d_forward(x, self._weights.reshape(self.out_channels, -1), self._bias_or_empty,
-                            self._act, self._geometry, cols, rows, out)
-        self.input, self.output, self._cols = x, out, cols
+                            self._act, self._geometry, cols_t, out_t, out)
+        self.input, self.output, self._cols_t = x, out, cols_t
         return out
 
     def backward(self, grad_out):
@@ -113,13 +123,13 @@ class Conv2D(WeightedLayer):
         if self.output is None:
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
         grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
-        delta = np.empty((self._cols.shape[0], self.out_channels), self.dtype)
-        grad_cols = np.empty_like(self._cols)
+        delta_t = self._buffer("delta_t", (self.out_channels, self._cols_t.shape[1]))
+        grad_cols_t = self._buffer("grad_cols_t", self._cols_t.shape)
         grad_x = np.empty_like(self.input)
-        conv.conv2d_backward(self._weights.reshape(self.out_channels, -1), self._cols, self.output,
-                             grad_out, self._act, self._geometry, True, delta,
+        conv.conv2d_backward(self._weights.reshape(self.out_channels, -1), self._cols_t, self.output,
+                             grad_out, self._act, self._geometry, True, delta_t,
                              self._grad_weights.reshape(self.out_channels, -1),
-                             self._grad_bias_or_empty, grad_cols, grad_x)
+                             self._grad_bias_or_empty, grad_cols_t, grad_x)
         return grad_x
 
     def __repr__(self):

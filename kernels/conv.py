@@ -5,13 +5,14 @@ Shapes: N batch, C in channels, H x W input, O out channels, KH x KW kernel,
 OH x OW output, P = OH * OW positions, K = C * KH * KW values under the kernel.
     x (N, C, H, W), weights (O, K) (torch's (O, C, KH, KW), C-ordered),
     bias (O,) or (0,), out (N, O, OH, OW)
-    cols (N * P, K): row n * P + p holds the input values under the kernel at
-        output position p of sample n (zeros where it overhangs the padding)
-    rows (N * P, O): the GEMM's output, position-major
+    cols_t (K, N * P): column n * P + p holds the input values under the
+        kernel at output position p of sample n (zeros where it overhangs)
+    out_t (O, N * P): the GEMM's output, weights @ cols_t
     geometry: (KH, KW, stride_h, stride_w, pad_h, pad_w), zero padding
-One GEMM over the whole batch keeps BLAS busy where per-sample products of a
-few channels would not; the epilogue that adds the bias and applies the
-activation also transposes into NCHW, so the output is touched once.
+The columns are stored transposed (Caffe's layout) so that im2col, col2im and
+the epilogue all run their inner loops along an output row: contiguous reads
+and writes, no per-element bounds test (measured: im2col 7.6 -> ~1 ms for
+64 x 8 x 28 x 28 with a 3 x 3 kernel). One GEMM covers the whole batch.
 """
 import numpy as np
 
@@ -19,91 +20,115 @@ from ._jit import jit
 from .activations import activate, activation_grad
 
 
-# x (N, C, H, W) -> cols (N * P, K)
 @jit
-def im2col(x, geometry, cols):
+def _valid_range(out_size, stride, offset, size):
+    """The outputs o in [lo, hi) whose input index o * stride + offset lies in [0, size)."""
+    lo = 0
+    while lo < out_size and lo * stride + offset < 0:
+        lo += 1
+    hi = out_size
+    while hi > lo and (hi - 1) * stride + offset >= size:
+        hi -= 1
+    return lo, hi
+
+
+# x (N, C, H, W) -> cols_t (K, N * P)
+@jit
+def im2col(x, geometry, cols_t):
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     n_batch, n_chan, height, width = x.shape
     out_h = (height + 2 * pad_h - kernel_h) // stride_h + 1
     out_w = (width + 2 * pad_w - kernel_w) // stride_w + 1
-    zero = cols.dtype.type(0)
-    for n in range(n_batch):
-        for oh in range(out_h):
-            for ow in range(out_w):
-                row = (n * out_h + oh) * out_w + ow
-                col = 0
-                for c in range(n_chan):
-                    for kh in range(kernel_h):
+    positions = out_h * out_w
+    zero = cols_t.dtype.type(0)
+    for c in range(n_chan):
+        for kh in range(kernel_h):
+            for kw in range(kernel_w):
+                row = cols_t[(c * kernel_h + kh) * kernel_w + kw]
+                w_lo, w_hi = _valid_range(out_w, stride_w, kw - pad_w, width)
+                for n in range(n_batch):
+                    for oh in range(out_h):
+                        start = n * positions + oh * out_w
                         h = oh * stride_h - pad_h + kh
-                        for kw in range(kernel_w):
-                            w = ow * stride_w - pad_w + kw
-                            if 0 <= h < height and 0 <= w < width:
-                                cols[row, col] = x[n, c, h, w]
-                            else:
-                                cols[row, col] = zero
-                            col += 1
+                        if h < 0 or h >= height:
+                            row[start:start + out_w] = zero
+                            continue
+                        row[start:start + w_lo] = zero
+                        if stride_w == 1:  # a contiguous run: one slice copy
+                            row[start + w_lo:start + w_hi] = x[n, c, h, w_lo - pad_w + kw:w_hi - pad_w + kw]
+                        else:
+                            for ow in range(w_lo, w_hi):
+                                row[start + ow] = x[n, c, h, ow * stride_w - pad_w + kw]
+                        row[start + w_hi:start + out_w] = zero
 
 
-# cols-shaped gradient (N * P, K) -> grad_x (N, C, H, W), overlapping windows summed
+# grad_cols_t (K, N * P) -> grad_x (N, C, H, W), overlapping windows summed
 @jit
-def col2im(grad_cols, geometry, grad_x):
+def col2im(grad_cols_t, geometry, grad_x):
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     n_batch, n_chan, height, width = grad_x.shape
     out_h = (height + 2 * pad_h - kernel_h) // stride_h + 1
     out_w = (width + 2 * pad_w - kernel_w) // stride_w + 1
+    positions = out_h * out_w
     grad_x[...] = grad_x.dtype.type(0)
-    for n in range(n_batch):
-        for oh in range(out_h):
-            for ow in range(out_w):
-                row = (n * out_h + oh) * out_w + ow
-                col = 0
-                for c in range(n_chan):
-                    for kh in range(kernel_h):
+    # the same loop order as im2col: every input pixel sums its windows in
+    # one fixed order
+    for c in range(n_chan):
+        for kh in range(kernel_h):
+            for kw in range(kernel_w):
+                row = grad_cols_t[(c * kernel_h + kh) * kernel_w + kw]
+                w_lo, w_hi = _valid_range(out_w, stride_w, kw - pad_w, width)
+                for n in range(n_batch):
+                    for oh in range(out_h):
                         h = oh * stride_h - pad_h + kh
-                        for kw in range(kernel_w):
-                            w = ow * stride_w - pad_w + kw
-                            if 0 <= h < height and 0 <= w < width:
-                                grad_x[n, c, h, w] += grad_cols[row, col]
-                            col += 1
+                        if h < 0 or h >= height:
+                            continue
+                        start = n * positions + oh * out_w
+                        for ow in range(w_lo, w_hi):
+                            grad_x[n, c, h, ow * stride_w - pad_w + kw] += row[start + ow]
 
 
 # x (N, C, H, W), weights (O, K), bias (O,) or (0,), act -> out (N, O, OH, OW);
-# cols (N * P, K) and rows (N * P, O) are workspaces that backward reads again
+# cols_t (K, N * P) is kept for backward, out_t (O, N * P) is a workspace
 @jit
-def conv2d_forward(x, weights, bias, act, geometry, cols, rows, out):
+def conv2d_forward(x, weights, bias, act, geometry, cols_t, out_t, out):
     n_batch, n_out, out_h, out_w = out.shape
     positions = out_h * out_w
     has_bias = bias.shape[0] != 0
-    im2col(x, geometry, cols)
-    np.dot(cols, weights.T, rows)
+    im2col(x, geometry, cols_t)
+    np.dot(weights, cols_t, out_t)
     for n in range(n_batch):
         for o in range(n_out):
+            src = out_t[o, n * positions:(n + 1) * positions]
+            dst = out[n, o].reshape(positions)
+            b = bias[o] if has_bias else out.dtype.type(0)
             for p in range(positions):
-                z = rows[n * positions + p, o]
-                if has_bias:
-                    z += bias[o]
-                out[n, o, p // out_w, p % out_w] = activate(z, act)
+                dst[p] = activate(src[p] + b, act)
 
 
-# weights, cols from conv2d_forward, out (N, O, OH, OW), grad_out like out
-#   -> delta (N * P, O), grad_weights (O, K), grad_bias (O,) or (0,),
-#      grad_cols (N * P, K) workspace, grad_x (N, C, H, W) unless not compute_grad_x
+# weights (O, K), cols_t from conv2d_forward, out (N, O, OH, OW), grad_out like out
+#   -> delta_t (O, N * P), grad_weights (O, K), grad_bias (O,) or (0,),
+#      grad_cols_t (K, N * P) workspace, grad_x (N, C, H, W) unless not compute_grad_x
 @jit
-def conv2d_backward(weights, cols, out, grad_out, act, geometry, compute_grad_x,
-                    delta, grad_weights, grad_bias, grad_cols, grad_x):
+def conv2d_backward(weights, cols_t, out, grad_out, act, geometry, compute_grad_x,
+                    delta_t, grad_weights, grad_bias, grad_cols_t, grad_x):
     n_batch, n_out, out_h, out_w = out.shape
     positions = out_h * out_w
     has_bias = grad_bias.shape[0] != 0
     grad_bias[:] = grad_bias.dtype.type(0)
     for n in range(n_batch):
         for o in range(n_out):
+            y = out[n, o].reshape(positions)
+            g = grad_out[n, o].reshape(positions)
+            dst = delta_t[o, n * positions:(n + 1) * positions]
+            total = grad_bias.dtype.type(0)
             for p in range(positions):
-                oh, ow = p // out_w, p % out_w
-                d = grad_out[n, o, oh, ow] * activation_grad(out[n, o, oh, ow], act)
-                delta[n * positions + p, o] = d
-                if has_bias:
-                    grad_bias[o] += d
-    np.dot(delta.T, cols, grad_weights)
+                d = g[p] * activation_grad(y[p], act)
+                dst[p] = d
+                total += d
+            if has_bias:
+                grad_bias[o] += total
+    np.dot(delta_t, cols_t.T, grad_weights)
     if compute_grad_x:
-        np.dot(delta, weights, grad_cols)
-        col2im(grad_cols, geometry, grad_x)
+        np.dot(weights.T, delta_t, grad_cols_t)
+        col2im(grad_cols_t, geometry, grad_x)
