@@ -69,25 +69,6 @@ class Conv2D(WeightedLayer):
         self.input = self.output = self._cols_t = None
         self._buffers = {}
 
-    @property
-    def weights(self):
-        return self._weights
-
-    @weights.setter
-    def weights(self, value):
-        # copied in place: optimizers holding the array stay valid
-        self._weights[...] = as_float_array(value, "weights", self.dtype, self._weights.shape)
-
-    @property
-    def bias(self):
-        return self._bias
-
-    @bias.setter
-    def bias(self, value):
-        if self._bias is None:
-            raise ValueError("bias: this layer was built with bias=False")
-        self._bias[...] = as_float_array(value, "bias", self.dtype, self._bias.shape)
-
     def _buffer(self, name, shape):
         """A workspace kept from call to call while its shape stays the same:
         the columns take batch * positions * K values, and fresh pages for

@@ -81,6 +81,30 @@ class WeightedLayer(Layer):
     kept in `_weights`, `_bias`, `_grad_weights`, `_grad_bias`."""
 
     @property
+    def weights(self):
+        return self._weights
+
+    @weights.setter
+    def weights(self, value):
+        # Copied into the layer's own array (cast to its dtype), so optimizers
+        # holding it stay valid and the caller's array is never aliased.
+        _assign(self._weights, value, "weights", self.dtype, tuple(self._weights.shape))
+
+    @property
+    def bias(self):
+        return self._bias
+
+    @bias.setter
+    def bias(self, value):
+        if self._bias is None:
+            raise ValueError("bias: this layer was built with bias=False")
+        _assign(self._bias, self._bias_value(value), "bias", self.dtype, tuple(self._bias.shape))
+
+    def _bias_value(self, value):
+        """What to copy into the bias, from what the user assigned."""
+        return value
+
+    @property
     def grad_weights(self):
         return self._grad_weights
 
@@ -153,28 +177,11 @@ class Linear(WeightedLayer):
         self._grad_bias_or_empty = np.empty(0, self.dtype) if bias is None else grad_bias
 
     # -- parameters -----------------------------------------------------------
-    @property
-    def weights(self):
-        return self._weights
-
-    @weights.setter
-    def weights(self, value):
-        # Copied into the layer's own array (cast to its dtype), so optimizers
-        # holding it stay valid and the caller's array is never aliased.
-        _assign(self._weights, value, "weights", self.dtype, (self.in_features, self.out_features))
-
-    @property
-    def bias(self):
-        return self._bias
-
-    @bias.setter
-    def bias(self, value):
-        if self._bias is None:
-            raise ValueError("bias: this layer was built with bias=False")
+    def _bias_value(self, value):
         arr = value if is_device_array(value) else np.asarray(value)
         if tuple(arr.shape) == (1, self.out_features):  # the notebooks' keepdims=True row
             arr = arr.reshape(self.out_features)
-        _assign(self._bias, arr, "bias", self.dtype, (self.out_features,))
+        return arr
 
     # -- compute --------------------------------------------------------------
     def to(self, device):

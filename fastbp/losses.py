@@ -16,7 +16,7 @@ def _device_dtype(pred):
 
 def check_labels(target, batch, classes):
     """Integer class indices as a (batch,) int64 array, each in [0, classes)."""
-    labels = np.ascontiguousarray(target, dtype=np.int64)
+    labels = np.asarray(target, dtype=np.int64, order="C")  # keeps a 0-d target 0-d: refused
     if labels.shape != (batch,):
         raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
     if labels.size and (labels.min() < 0 or labels.max() >= classes):

@@ -11,7 +11,7 @@ OH x OW output, P = OH * OW positions, K = C * KH * KW values under the kernel.
     geometry: (KH, KW, stride_h, stride_w, pad_h, pad_w), zero padding
 The columns are stored transposed (Caffe's layout) so that im2col, col2im and
 the epilogue all run their inner loops along an output row: contiguous reads
-and writes, no per-element bounds test (measured: im2col 7.6 -> ~1 ms for
+and writes, no per-element bounds test (measured: im2col 7.6 -> 3.0 ms for
 64 x 8 x 28 x 28 with a 3 x 3 kernel). One GEMM covers the whole batch.
 """
 import numpy as np
