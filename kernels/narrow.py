@@ -10,55 +10,33 @@ Shapes: I in_features, O out_features, B batch; `_t` names a transposed
 array: in_t (I, B), out_t, grad_t, delta_t (O, B), grad_in_t (I, B);
 weights (I, O) and bias (O,) or (0,) as everywhere else.
 
-Sums over the batch (bias and weight gradients) use 8 fixed accumulators
-(i mod 8) combined in a fixed order: vectorisable without reassociating,
-and the same result whatever the thread count.
+Sums over the batch (bias and weight gradients) are vectorised by letting
+LLVM split them into lanes (`jit_sum`): 2x faster than 8 explicit scalar
+accumulators, which LLVM left scalar. The split is fixed at compile time, so
+the result never depends on the thread count.
 """
-from ._jit import inline, jit
+from ._jit import jit, jit_sum
 from .activations import add_bias_activate, delta_bias_grad
 
 NARROW_MAX_WIDTH = 8  # chosen in kernels/network.py, with NARROW_MIN_BATCH
 
 
-@inline
-def _lane_dot(a, b, n):
-    """sum_i a[i] * b[i] over i < n, as 8 interleaved partial sums."""
-    zero = a.dtype.type(0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-    full = n - n % 8
-    for i in range(0, full, 8):
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-        s4 += a[i + 4] * b[i + 4]
-        s5 += a[i + 5] * b[i + 5]
-        s6 += a[i + 6] * b[i + 6]
-        s7 += a[i + 7] * b[i + 7]
-    tail = zero
-    for i in range(full, n):
-        tail += a[i] * b[i]
-    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail
+# a (n,), b (n,) -> sum of a * b, in vector lanes (see jit_sum)
+@jit_sum
+def batch_dot(a, b):
+    total = a.dtype.type(0)
+    for i in range(a.shape[0]):
+        total += a[i] * b[i]
+    return total
 
 
-@inline
-def _lane_sum(a, n):
-    zero = a.dtype.type(0)
-    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = zero
-    full = n - n % 8
-    for i in range(0, full, 8):
-        s0 += a[i]
-        s1 += a[i + 1]
-        s2 += a[i + 2]
-        s3 += a[i + 3]
-        s4 += a[i + 4]
-        s5 += a[i + 5]
-        s6 += a[i + 6]
-        s7 += a[i + 7]
-    tail = zero
-    for i in range(full, n):
-        tail += a[i]
-    return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + tail
+# a (n,) -> sum of a, in vector lanes
+@jit_sum
+def batch_sum(a):
+    total = a.dtype.type(0)
+    for i in range(a.shape[0]):
+        total += a[i]
+    return total
 
 
 # in_t (I, B), weights (I, O), bias (O,) or (0,), act -> out_t (O, B)
@@ -87,10 +65,10 @@ def narrow_backward(in_t, weights, out_t, grad_t, act, compute_grad_x,
     n_out = weights.shape[1]
     delta_bias_grad(out_t, grad_t, act, delta_t, grad_bias[:0])  # delta only
     for j in range(grad_bias.shape[0]):
-        grad_bias[j] = _lane_sum(delta_t[j], batch)
+        grad_bias[j] = batch_sum(delta_t[j])
     for k in range(n_in):
         for j in range(n_out):
-            grad_weights[k, j] = _lane_dot(in_t[k], delta_t[j], batch)
+            grad_weights[k, j] = batch_dot(in_t[k], delta_t[j])
     if compute_grad_x:
         for k in range(n_in):
             row = grad_in_t[k]
