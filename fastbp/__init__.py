@@ -13,9 +13,11 @@ from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .model import NonFiniteLossError, Sequential
 from .optim import SGD, Adam
-from .threads import get_num_threads, set_num_threads
+from .threads import _from_environment, get_num_threads, set_deterministic, set_num_threads
 
 __version__ = "0.1.0"
+
+_from_environment()  # FASTBP_DETERMINISTIC=1
 
 __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
@@ -23,5 +25,5 @@ __all__ = [
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-    "SGD", "Adam", "set_num_threads", "get_num_threads",
+    "SGD", "Adam", "set_num_threads", "get_num_threads", "set_deterministic",
 ]

@@ -214,6 +214,8 @@ def main(argv=None):
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
     parser.add_argument("--readme", metavar="PATH",
                         help="also write the tables into PATH between its <!-- bench --> markers")
+    parser.add_argument("--deterministic", action="store_true",
+                        help="time with fastbp.set_deterministic(True) (BLAS on one thread)")
     args = parser.parse_args(argv)
     try:
         import torch
@@ -222,8 +224,9 @@ def main(argv=None):
                          "(torch==2.13.0 on this machine)") from None
     import numba
 
-    from .threads import get_num_threads
+    from .threads import get_num_threads, set_deterministic
 
+    set_deterministic(args.deterministic)
     only = set(args.only or ("steps", "forward", "startup"))
     torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     lines = []

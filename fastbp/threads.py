@@ -1,15 +1,32 @@
-"""One thread count for everything fastbp runs: numba's threads and BLAS's.
+"""One thread count for everything fastbp runs: numba's threads and BLAS's,
+and a deterministic mode whose results do not depend on it.
 
 numba's `np.dot` calls scipy's OpenBLAS, numpy carries another, and numba has
 its own thread pool; left alone each sizes itself to the machine, and a
 process that uses two of them at once runs more threads than cores. fastbp's
 kernels are serial around threaded BLAS calls (kernels/_jit.py says why), so
 the BLAS libraries decide the parallelism and numba's pool must not add to it.
+
+Determinism. fastbp's own kernels are serial with a fixed summation order, so
+only BLAS can make a result depend on the thread count: OpenBLAS's threaded
+float32 GEMM splits the output by thread count, and its kernels round the
+parts differently (measured with scipy's OpenBLAS 0.3.31: 1 vs 2 threads
+differ in ~6% of the entries of a 128x64x256 product; so do fixed column or
+row blocks computed on one thread; its float64 GEMM agreed bit for bit in
+every case tried). Deterministic mode therefore runs BLAS on one thread.
+Spreading fixed blocks over numba's threads, each on a one-thread BLAS, was
+tried: bit-identical, but while OpenBLAS's own idle threads spun, each
+parallel call stalled ~8 ms on this 2-core machine, so it is not used.
 """
+import os
+
 import numba
 import threadpoolctl
 
 from ._validation import check_positive_int
+
+_deterministic = False
+_blas_limiter = None  # restores the BLAS limits that deterministic mode replaced
 
 
 def _blas_controller():
@@ -21,7 +38,8 @@ def _blas_controller():
 
 
 def set_num_threads(n):
-    """Use at most `n` threads: numba's pool and every loaded BLAS library.
+    """Use at most `n` threads: numba's pool and every loaded BLAS library
+    (BLAS stays on one thread in deterministic mode).
 
     `n` may not exceed numba's pool size (NUMBA_NUM_THREADS, by default the
     number of cores), since numba cannot grow its pool after start-up.
@@ -32,11 +50,41 @@ def set_num_threads(n):
         raise ValueError(f"n must be at most NUMBA_NUM_THREADS={limit} (numba's pool is sized at "
                          f"start-up; set that environment variable to allow more), got {n}")
     numba.set_num_threads(n)
-    _blas_controller().limit(limits=n, user_api="blas")
+    _blas_controller().limit(limits=1 if _deterministic else n, user_api="blas")
 
 
 def get_num_threads():
-    """{"numba": n, "blas": [n per loaded BLAS library]}."""
+    """{"numba": n, "blas": [n per loaded BLAS library], "deterministic": bool}."""
     return {"numba": numba.get_num_threads(),
             "blas": [info["num_threads"] for info in _blas_controller().info()
-                     if info["user_api"] == "blas"]}
+                     if info["user_api"] == "blas"],
+            "deterministic": _deterministic}
+
+
+def set_deterministic(enabled=True):
+    """Make training bit-identical whatever the number of threads.
+
+    Runs every loaded BLAS library on one thread until turned off (which
+    restores the limits it replaced). Costs BLAS's parallelism: networks too
+    small for BLAS (widths below ~16) lose nothing, large ones train up to
+    `set_num_threads`-times slower. Without it, results are bit-identical for
+    a given thread count only. Also turned on by FASTBP_DETERMINISTIC=1 at
+    import.
+    """
+    global _deterministic, _blas_limiter
+    if not isinstance(enabled, bool):
+        raise TypeError(f"enabled must be True or False, got {enabled!r}")
+    if enabled and not _deterministic:
+        _blas_limiter = _blas_controller().limit(limits=1, user_api="blas")
+    elif not enabled and _deterministic:
+        _blas_limiter.restore_original_limits()
+        _blas_limiter = None
+    _deterministic = enabled
+
+
+def _from_environment():
+    value = os.environ.get("FASTBP_DETERMINISTIC", "")
+    if value not in ("", "0", "1"):
+        raise ValueError(f"FASTBP_DETERMINISTIC must be 0 or 1, got {value!r}")
+    if value == "1":
+        set_deterministic(True)

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import threading
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -308,6 +309,47 @@ def test_same_seed_and_thread_count_same_parameters_bit_for_bit():
     # (README, "Guarantees"): equal to float32 rounding, not bit for bit.
     for result in by_threads.values():
         np.testing.assert_allclose(result, by_threads[1], rtol=1e-5, atol=1e-6)
+
+
+def test_deterministic_mode_is_bit_identical_whatever_the_threads():
+    threads = fastbp.get_num_threads()["numba"]
+    before = fastbp.get_num_threads()["blas"]
+    results = []
+    try:
+        fastbp.set_deterministic(True)
+        for n in sorted({1, threads, 2}):
+            if n <= numba.config.NUMBA_NUM_THREADS:
+                fastbp.set_num_threads(n)  # numba's pool follows n, BLAS stays on one thread
+                assert fastbp.get_num_threads()["blas"] == [1] * len(before)
+                results.append(_train_medium())
+    finally:
+        fastbp.set_deterministic(False)
+        fastbp.set_num_threads(threads)
+    assert fastbp.get_num_threads()["deterministic"] is False
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
+def test_deterministic_mode_restores_the_blas_limits_it_replaced():
+    threads = fastbp.get_num_threads()
+    try:
+        fastbp.set_deterministic(True)
+        fastbp.set_deterministic(True)  # twice: still one limit to undo
+        assert fastbp.get_num_threads()["deterministic"] is True
+    finally:
+        fastbp.set_deterministic(False)
+    assert fastbp.get_num_threads() == threads
+    with pytest.raises(TypeError, match="enabled must be True or False, got 'yes'"):
+        fastbp.set_deterministic("yes")
+
+
+def test_deterministic_mode_from_the_environment_across_thread_counts():
+    low = _run({"FASTBP_DETERMINISTIC": "1", "NUMBA_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
+    high = _run({"FASTBP_DETERMINISTIC": "1", "NUMBA_NUM_THREADS": "8", "OPENBLAS_NUM_THREADS": "8"})
+    assert low == high
+    env = dict(os.environ, FASTBP_DETERMINISTIC="yes")
+    done = subprocess.run([sys.executable, "-c", "import fastbp"], env=env, capture_output=True, text=True)
+    assert done.returncode != 0 and "FASTBP_DETERMINISTIC must be 0 or 1, got 'yes'" in done.stderr
 
 
 def test_networks_without_blas_calls_are_bit_identical_whatever_the_threads():
