@@ -151,18 +151,24 @@ def ravel(typingctx, array):
 
 
 @intrinsic
-def float64_bits(typingctx, x):
-    """The IEEE bits of a float64 as an int64 (a bitcast, vectorisable)."""
-    if x != types.float64:
+def float32_bits(typingctx, x):
+    """The IEEE bits of a float32 as an int32 (a bitcast, vectorisable)."""
+    if x != types.float32:
         return None
-    return types.int64(types.float64), lambda context, builder, sig, args: builder.bitcast(
-        args[0], ir.IntType(64))
+    return types.int32(types.float32), lambda context, builder, sig, args: builder.bitcast(
+        args[0], ir.IntType(32))
 
 
 @intrinsic
-def float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE bits are the int64 `bits`."""
-    if bits != types.int64:
+def float32_from_bits(typingctx, bits):
+    """The float32 whose IEEE bits are the low 32 bits of the integer `bits`
+    (numba widens int32 arithmetic to int64; the truncation undoes it)."""
+    if not isinstance(bits, types.Integer):
         return None
-    return types.float64(types.int64), lambda context, builder, sig, args: builder.bitcast(
-        args[0], ir.DoubleType())
+
+    def codegen(context, builder, sig, args):
+        value = args[0]
+        if value.type.width > 32:
+            value = builder.trunc(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+    return types.float32(bits), codegen

@@ -146,21 +146,32 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
         narrow_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, 2], out_t)
         inp = out_t
         offset += batch * table[l, 1]
-    # the loss kernels take (B, out) rows: transpose the prediction in and
-    # its gradient out (B * out values, small next to the layers)
     n_last = table[n_layers - 1, 1]
-    pred = view2d(delta, 0, batch, n_last)
-    for i in range(batch):
-        for j in range(n_last):
-            pred[i, j] = inp[j, i]
-    top = view2d(grad_top, 0, batch, n_last)
-    value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+    grad_t = view2d(grad_a, 0, n_last, batch)
+    if loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS:
+        # Element-wise losses do not care about the layout as long as the
+        # prediction and the target share it: transpose the target once
+        # (into `delta`, free until the backward pass) and take the gradient
+        # in the layout the backward pass reads.
+        target_t = view2d(delta, 0, n_last, batch)
+        for i in range(batch):
+            for j in range(n_last):
+                target_t[j, i] = target[i, j]
+        value = loss_forward_backward(loss_code, reduction, inp, target_t, labels, grad_t)
+    else:
+        # softmax cross-entropy works on (B, out) rows: transpose the
+        # prediction in and its gradient out
+        pred = view2d(delta, 0, batch, n_last)
+        for i in range(batch):
+            for j in range(n_last):
+                pred[i, j] = inp[j, i]
+        top = view2d(grad_top, 0, batch, n_last)
+        value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+        for i in range(batch):
+            for j in range(n_last):
+                grad_t[j, i] = top[i, j]
     if not np.isfinite(value):
         return value
-    grad_t = view2d(grad_a, 0, n_last, batch)
-    for i in range(batch):
-        for j in range(n_last):
-            grad_t[j, i] = top[i, j]
     for l in range(n_layers - 1, -1, -1):
         n_in, n_out = table[l, 0], table[l, 1]
         offset -= batch * n_out
