@@ -43,7 +43,7 @@ def main():
     for widths, acts in [((2, 4, 1), ("relu", "sigmoid")), ((2, 5, 3), ("sigmoid", "sigmoid")),
                          ((4, 8, 8, 2), ("tanh", "relu", "identity")),
                          ((8, 16, 16, 4), ("tanh", "relu", "identity"))]:
-        for batch in (8, 16, 32, 210, 1024):
+        for batch in (1, 2, 4, 8, 16, 32, 210, 1024):
             model = build(widths, acts)
             fused = model.fused
             opt = SGD(model.parameters(), lr=1e-6)
@@ -51,7 +51,7 @@ def main():
             x = rng.standard_normal((batch, widths[0])).astype(np.float32)
             y = rng.standard_normal((batch, widths[-1])).astype(np.float32)
             model.train_step(x, y, MSELoss("half_sum"), opt)  # sizes the workspaces
-            ws = fused._workspace(batch)
+            ws = network.split_workspace(fused.table, batch, fused._workspace(batch))
             args = (fused.table, fused.params, fused.grads, opt.flat_velocity, x, y, np.empty(0, np.int64))
             n = max(10, int(2e5 / batch))
             major = best_us(lambda k: _loop_major(k, *args, *ws[:5]), n)

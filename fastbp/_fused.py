@@ -69,12 +69,12 @@ class FusedNetwork:
             layer.packed_by = model
         self.n_in, self.n_out = layers[0].in_features, layers[-1].out_features
         self.last_activation = layers[-1]._act
-        self._sum_out = int(self.table[:, 1].sum())
-        self._max_width = int(max(self.table[:, 0].max(), self.table[:, 1].max()))
+        self._per_row = int(network.workspace_per_row(self.table))
         self.capacity = -1
         self._empty_labels = np.empty(0, np.int64)
         self._empty_target = np.empty((0, 0), self.dtype)
-        self._step_entry = self._fast_loss = self._fast_code = None
+        self._step_entry = self._fast_loss = self._fast_code = self._fast_optimizer = None
+        self._dtype = np.dtype(self.dtype)
 
     def uses(self, optimizer):
         """True when `optimizer` is a plain SGD over exactly these buffers."""
@@ -83,15 +83,9 @@ class FusedNetwork:
     def _workspace(self, batch):
         # Grown to the largest batch seen, never per step: the kernels slice it.
         if batch > self.capacity:
-            b = max(batch, 1)
-            self.outs = np.empty(b * self._sum_out, self.dtype)
-            self.delta = np.empty(b * self._max_width, self.dtype)
-            self.grad_a = np.empty(b * self._max_width, self.dtype)
-            self.grad_b = np.empty(b * self._max_width, self.dtype)
-            self.grad_top = np.empty(b * self.n_out, self.dtype)
-            self.x_t = np.empty(b * self.n_in, self.dtype)
+            self.work = np.empty(max(batch, 1) * self._per_row, self.dtype)
             self.capacity = batch
-        return self.outs, self.delta, self.grad_a, self.grad_b, self.grad_top, self.x_t
+        return self.work
 
     def loss_args(self, loss, y, batch):
         """(loss_code, reduction, target, labels) with y validated, or None when
@@ -125,20 +119,21 @@ class FusedNetwork:
         """One fused training step's loss, or None when this call cannot be
         fused (the caller then goes layer by layer).
 
-        The first branch is the steady state of a training loop (same loss
-        object, float targets, arrays the kernel takes as they are, a batch
-        that fits the workspace) and skips everything else: at seed sizes the
-        whole step costs ~3 us, so each check here is a visible share of it.
+        The first branch is the steady state of a training loop (same loss and
+        optimizer objects, float targets, arrays the kernel takes as they are,
+        a batch that fits the workspace) and skips everything else: at seed
+        sizes the whole step costs ~3 us, so each check here is a visible
+        share of it. `dtype is` may miss an equal dtype object, which only
+        sends the call down the checked path below.
         """
-        if (loss is self._fast_loss and type(x) is np.ndarray and type(y) is np.ndarray
-                and x.dtype == self.dtype and y.dtype == self.dtype and x.ndim == 2
-                and x.shape[1] == self.n_in and y.shape == (x.shape[0], self.n_out)
-                and x.shape[0] <= self.capacity and x.flags.carray and y.flags.carray
-                and optimizer.flat_params is self.params and type(optimizer) is SGD):
+        if (loss is self._fast_loss and optimizer is self._fast_optimizer
+                and type(x) is np.ndarray and type(y) is np.ndarray
+                and x.dtype is self._dtype and y.dtype is self._dtype and x.ndim == 2 and y.ndim == 2
+                and x.shape[1] == self.n_in and y.shape[1] == self.n_out
+                and x.shape[0] == y.shape[0] <= self.capacity and x.flags.carray and y.flags.carray):
             return self._step_entry(self.table, self.params, self.grads, optimizer.flat_velocity, x, y,
                                     self._empty_labels, self._fast_code, loss._reduction, optimizer.lr,
-                                    optimizer.momentum, self.outs, self.delta, self.grad_a, self.grad_b,
-                                    self.grad_top, self.x_t)
+                                    optimizer.momentum, self.work)
         if not self.uses(optimizer):
             return None
         x = self.check_input(x)
@@ -147,14 +142,14 @@ class FusedNetwork:
             return None
         code, reduction, target, labels = loss_args
         args = (self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, code,
-                reduction, optimizer.lr, optimizer.momentum, *self._workspace(x.shape[0]))
+                reduction, optimizer.lr, optimizer.momentum, self._workspace(x.shape[0]))
         value = network.network_train_step(*args)
         if code != network.CROSS_ENTROPY_LABELS and _kernel_ready(x, self.dtype) and _kernel_ready(
                 target, self.dtype):
             # the arguments the fast branch checks for have exactly these types
             self._step_entry = _entry_point(network.network_train_step, args)
             if self._step_entry is not None:
-                self._fast_loss, self._fast_code = loss, code
+                self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
         return value
 
     def train_epoch(self, x, loss_args, optimizer, order, batch_size):
@@ -166,4 +161,4 @@ class FusedNetwork:
         return network.network_train_epoch(
             self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, order,
             batch_size, code, reduction, optimizer.lr, optimizer.momentum, x_batch, target_batch,
-            labels_batch, *self._workspace(rows))
+            labels_batch, self._workspace(rows))

@@ -11,9 +11,13 @@ in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
 momentum. `table` (L, 6) int64 describes layer l as
     [in_features, out_features, activation, has_bias, weights_offset, bias_offset]
 with weights stored (in, out) C-ordered at weights_offset.
-Workspaces are flat too, sized for the largest batch B:
+Workspaces live in one flat buffer `work` (B * workspace_per_row(table)
+values for a batch of B, so one sized for the largest batch serves them all;
+one array rather than six saves ~0.3 us of argument unboxing per call),
+carved by split_workspace into
     outs (B * sum of out_features): every layer's output, layer after layer
     delta, grad_a, grad_b (B * max width): reused by every layer
+    grad_top (B * out_L): the loss gradient; x_t (B * in_0): x transposed
 """
 import numpy as np
 
@@ -49,6 +53,38 @@ def _output(table, outs, batch, l):
     for k in range(l):
         off += batch * table[k, 1]
     return view2d(outs, off, batch, table[l, 1])
+
+
+@jit
+def _widths(table):
+    """(sum of out_features, the largest in or out width)"""
+    sum_out = 0
+    widest = 0
+    for l in range(table.shape[0]):
+        sum_out += table[l, 1]
+        widest = max(widest, table[l, 0], table[l, 1])
+    return sum_out, widest
+
+
+@jit
+def workspace_per_row(table):
+    """Workspace values per row of the batch."""
+    sum_out, widest = _widths(table)
+    return sum_out + 3 * widest + table[table.shape[0] - 1, 1] + table[0, 0]
+
+
+# work (>= batch * workspace_per_row) -> outs, delta, grad_a, grad_b, grad_top, x_t
+@jit
+def split_workspace(table, batch, work):
+    sum_out, widest = _widths(table)
+    sizes = (batch * sum_out, batch * widest, batch * widest, batch * widest,
+             batch * table[table.shape[0] - 1, 1], batch * table[0, 0])
+    a = sizes[0]
+    b = a + sizes[1]
+    c = b + sizes[2]
+    d = c + sizes[3]
+    e = d + sizes[4]
+    return work[:a], work[a:b], work[b:c], work[c:d], work[d:e], work[e:e + sizes[5]]
 
 
 # x (B, in_0) -> every layer's output in outs; returns the last (B, out_L)
@@ -109,13 +145,13 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred)
 # The batch-inner path (kernels/narrow.py) from this batch size on, for
 # networks no wider than NARROW_MAX_WIDTH (8). Measured with
 # `python benchmarks/narrow.py` (float32, us per step, batch-major vs batch-inner):
-#   2-4-1      b8 1.05 vs 1.18   b16 2.17 vs 0.98   b210 10.6 vs 6.8   b1024  45 vs  26
-#   2-5-3      b8 2.75 vs 1.59   b16 4.51 vs 2.20   b210 29.3 vs 12.0  b1024 131 vs  54
-#   4-8-8-2    b8 4.74 vs 3.65   b16 6.40 vs 4.87   b210 28.2 vs 27.3  b1024 118 vs 106
-#   8-16-16-4  b8 3.54 vs 5.77   b16 7.44 vs 7.41   b210 35.0 vs 60.8  b1024 156 vs 279
-# At width 16 the batch-inner weight gradients (dot products along the batch,
-# 8 lanes) lose to BLAS; at width <= 8 and batch >= 16 the batch-inner path wins.
-NARROW_MIN_BATCH = 16
+#   2-4-1      b1 0.99 vs 0.87   b4 1.34 vs 0.94   b8 1.79 vs 1.03   b210 11.1 vs 3.5
+#   2-5-3      b1 1.04 vs 1.12   b4 1.78 vs 1.50   b8 2.71 vs 1.40   b210 28.7 vs 8.3
+#   4-8-8-2    b1 1.07 vs 1.36   b4 1.86 vs 1.64   b8 3.07 vs 1.79   b210 19.9 vs 11.7
+#   8-16-16-4  b1 1.48 vs 3.32   b4 3.06 vs 3.85   b8 3.62 vs 4.11   b210 34.9 vs 33.4
+# At width 16 the batch-inner path wins only at large batches, and narrowly;
+# at width <= 8 it wins from batch 4 on (at 1 and 2 the two are within noise).
+NARROW_MIN_BATCH = 4
 
 
 @jit
@@ -188,10 +224,11 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
 
 
 # x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
-# unless the loss is not finite. x_t: a workspace of in_0 * B values.
+# unless the loss is not finite. work: >= B * workspace_per_row(table) values.
 @jit
 def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                       lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t):
+                       lr, momentum, work):
+    outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
         return narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
                                  lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t)
@@ -223,8 +260,7 @@ def batch_major_train_step(table, params, grads, velocity, x, target, labels, lo
 # stops at that batch, whose step changed nothing.
 @jit
 def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
-                        loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch,
-                        outs, delta, grad_a, grad_b, grad_top, x_t):
+                        loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch, work):
     n = order.shape[0]
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
@@ -242,7 +278,7 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
             table, params, grads, velocity, x_batch[:rows],
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
-            loss_code, reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t)
+            loss_code, reduction, lr, momentum, work)
         if not np.isfinite(value):
             return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a

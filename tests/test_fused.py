@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp.kernels import network
 from conftest import assert_close
 
 # a few ulp after several steps with momentum
@@ -77,7 +78,7 @@ def test_fused_step_matches_layer_by_layer(dtype, momentum, loss_name):
                                           ((3, 8, 8, 2), ("tanh", "relu", "identity"))])
 @pytest.mark.parametrize("loss_name", ["mse_half_sum", "ce_labels", "bce_logits"])
 def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, loss_name):
-    # widths <= 8 and batches >= 16 take kernels/narrow.py's transposed layout
+    # widths <= 8 and batches >= NARROW_MIN_BATCH take kernels/narrow.py's transposed layout
     make_loss, kind = LOSSES[loss_name]
     rng = np.random.default_rng(3)
 
@@ -90,7 +91,10 @@ def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, los
     fused_opt = fastbp.SGD(fused.parameters(), lr=1e-3, momentum=0.9)
     plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=1e-3, momentum=0.9)
     loss_a, loss_b = make_loss(), make_loss()
-    for batch in (210, 33, 16, 15, 8, 210):  # both sides of NARROW_MIN_BATCH, odd tails of 8 lanes
+    narrow_min = network.NARROW_MIN_BATCH
+    batches = (210, 33, 16, 15, narrow_min, narrow_min - 1, 1, 210)  # odd tails of vector lanes
+    assert {bool(network.is_narrow(fused.fused.table, b)) for b in batches} == {True, False}
+    for batch in batches:
         x = rng.standard_normal((batch, widths[0])).astype(dtype)
         y = make_targets(kind, rng, batch, widths[-1])
         value_fused = fused.train_step(x, y, loss_a, fused_opt)
