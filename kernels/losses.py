@@ -9,7 +9,7 @@ Gradients are computed in the input's dtype, as torch does.
 """
 import numpy as np
 
-from ._jit import jit
+from ._jit import jit, jit_sum
 
 MEAN, SUM, HALF_SUM = 0, 1, 2
 REDUCTIONS = ("mean", "sum", "half_sum")
@@ -27,7 +27,7 @@ def _reduce(total, n, reduction):
 # -- mean squared error: (pred - target)^2, reduced ---------------------------
 
 # pred (n,), target (n,), reduction
-@jit
+@jit_sum  # a strict left-to-right float64 sum waits ~4 cycles per element
 def mse_forward(pred, target, reduction):
     total = 0.0
     for i in range(pred.shape[0]):
