@@ -147,15 +147,19 @@ def activation_grad(y, act):
 # would keep the float32 sigmoid and tanh scalar, 3x slower).
 @inline
 def _add_bias_activate(out, bias, act):
+    # Row by row through 1-D row views: indexing out[i, j] next to bias[j]
+    # kept the vectorised loop slower (float32 sigmoid, 256x64: 1.45 vs 1.13 ns per value)
     batch, n_out = out.shape
     if bias.shape[0] != 0:
         for i in range(batch):
+            row = out[i]
             for j in range(n_out):
-                out[i, j] = activate(out[i, j] + bias[j], act)
+                row[j] = activate(row[j] + bias[j], act)
     elif act != IDENTITY:
         for i in range(batch):
+            row = out[i]
             for j in range(n_out):
-                out[i, j] = activate(out[i, j], act)
+                row[j] = activate(row[j], act)
 
 
 # out (B, O) holding x @ W -> act(out + bias), in place; bias (O,) or (0,)
@@ -178,14 +182,16 @@ def _delta_bias_grad(out, grad_out, act, delta, grad_bias):
         grad_bias[:] = 0
         # one pass; rows summed in order, so the result never depends on threads
         for i in range(batch):
+            out_row, grad_row, delta_row = out[i], grad_out[i], delta[i]
             for j in range(n_out):
-                d = grad_out[i, j] * activation_grad(out[i, j], act)
-                delta[i, j] = d
+                d = grad_row[j] * activation_grad(out_row[j], act)
+                delta_row[j] = d
                 grad_bias[j] += d
     else:
         for i in range(batch):
+            out_row, grad_row, delta_row = out[i], grad_out[i], delta[i]
             for j in range(n_out):
-                delta[i, j] = grad_out[i, j] * activation_grad(out[i, j], act)
+                delta_row[j] = grad_row[j] * activation_grad(out_row[j], act)
 
 
 # out, grad_out (B, O) -> delta = grad_out * act'(out) (B, O), grad_bias = sum of delta rows
