@@ -3,7 +3,9 @@
 
 - ``cache=True``: compiled code is written next to the source (or to
   ``NUMBA_CACHE_DIR``, or a private fallback when the install is read-only;
-  see `_enable_cache`) so a second process loads it in milliseconds.
+  see `_enable_cache`) so a second process loads it in milliseconds. It is
+  stamped with a hash of every kernel file, not only its own (see
+  `_kernel_locator`).
 - ``error_model="numpy"``: numba's default ("python") puts a zero-division
   check in every ``/``, which stops loops from vectorising (8x slower here).
 - ``nogil=True``: two threads training two models run their kernels at once.
@@ -14,13 +16,14 @@
   threaded BLAS GEMM next to it and lost (field notes); the kernels stay
   serial and let BLAS own the threads.
 """
+import hashlib
 import os
 import tempfile
 
 import numba
 from llvmlite import ir
 from numba import njit, types
-from numba.core import cgutils
+from numba.core import caching, cgutils
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
@@ -63,7 +66,56 @@ def _enable_cache():
     return False
 
 
+def kernel_sources_hash(folder=os.path.dirname(os.path.abspath(__file__))):
+    """SHA-256 over every .py file under `folder` (names and contents)."""
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(f for f in files if f.endswith(".py")):
+            path = os.path.join(root, name)
+            digest.update(os.path.relpath(path, folder).encode())
+            with open(path, "rb") as f:
+                digest.update(hashlib.sha256(f.read()).digest())
+    return digest.digest()
+
+
+_KERNELS_FOLDER = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_KERNELS_HASH = kernel_sources_hash()
+
+
+def _kernel_locator(base):
+    """numba's cache locator `base`, restricted to files of this package and
+    stamped with the hash of all of them. numba stamps a cached function with
+    its own file only, but compiled code inlines kernels from other files: an
+    edited activations.py left dense.py's cached code running the old
+    activation (numba#1833). With this stamp any kernel edit recompiles all."""
+    class KernelLocator(base):
+        def get_source_stamp(self):
+            return _KERNELS_HASH
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.path.abspath(py_file).startswith(_KERNELS_FOLDER):
+                return None
+            return super().from_function(py_func, py_file)
+    KernelLocator.__name__ = KernelLocator.__qualname__ = "Kernel" + base.__name__
+    return KernelLocator
+
+
+def _stamp_cache_with_all_kernels():
+    # An internal numba list, stable for years; were it to change, caching
+    # would keep numba's own per-file stamps (the documented numba#1833 limit).
+    locators = getattr(getattr(caching, "CacheImpl", None), "_locator_classes", None)
+    if not isinstance(locators, list) or any(c.__name__.startswith("Kernel") for c in locators):
+        return
+    bases = [getattr(caching, name) for name in ("UserProvidedCacheLocator", "InTreeCacheLocator",
+                                                 "UserWideCacheLocator") if hasattr(caching, name)]
+    locators[:0] = [_kernel_locator(base) for base in bases]
+
+
 CACHE = _enable_cache()
+if CACHE:
+    _stamp_cache_with_all_kernels()
 jit = njit(cache=CACHE, error_model="numpy", nogil=True)
 # For sums only: "reassoc" lets LLVM split one running sum into vector lanes
 # (a sequential float sum waits ~4 cycles per add). The split is fixed when the

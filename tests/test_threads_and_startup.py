@@ -46,3 +46,34 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+def test_cached_kernels_are_stamped_with_every_kernel_file():
+    # dense.py's compiled code inlines activations.py: its cache must go stale
+    # when activations.py changes, not only when dense.py does (numba#1833)
+    import numpy as np
+
+    from fastbp.kernels import _jit, dense
+
+    assert _jit.CACHE  # a writable checkout, or one of the fallback folders
+    fastbp.Linear(2, 3, rng=0).forward(np.ones((4, 2), np.float32))
+    locator = dense.dense_forward._cache._impl._locator
+    assert type(locator).__name__.startswith("Kernel")
+    assert locator.get_source_stamp() == _jit._KERNELS_HASH == _jit.kernel_sources_hash()
+
+
+def test_kernel_sources_hash_follows_every_file_and_ignores_caches(tmp_path):
+    import shutil
+
+    from fastbp.kernels import _jit
+
+    copy = tmp_path / "kernels"
+    shutil.copytree(_jit._KERNELS_FOLDER, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    first = _jit.kernel_sources_hash(str(copy))
+    assert first == _jit.kernel_sources_hash(_jit._KERNELS_FOLDER)
+    (copy / "__pycache__").mkdir()
+    (copy / "__pycache__" / "x.nbi").write_bytes(b"cache")
+    assert _jit.kernel_sources_hash(str(copy)) == first
+    nested = copy / "cuda" / "optim.py"
+    nested.write_text(nested.read_text() + "\n# edited\n")
+    assert _jit.kernel_sources_hash(str(copy)) != first
