@@ -128,9 +128,10 @@ class FusedNetwork:
         """
         if (loss is self._fast_loss and optimizer is self._fast_optimizer
                 and type(x) is np.ndarray and type(y) is np.ndarray
-                and x.dtype is self._dtype and y.dtype is self._dtype and x.ndim == 2 and y.ndim == 2
-                and x.shape[1] == self.n_in and y.shape[1] == self.n_out
-                and x.shape[0] == y.shape[0] <= self.capacity and x.flags.carray and y.flags.carray):
+                and x.dtype is self._dtype and y.dtype is self._dtype
+                and len(x_shape := x.shape) == 2 and len(y_shape := y.shape) == 2
+                and x_shape[1] == self.n_in and y_shape[1] == self.n_out
+                and x_shape[0] == y_shape[0] <= self.capacity and x.flags.carray and y.flags.carray):
             return self._step_entry(self.table, self.params, self.grads, optimizer.flat_velocity, x, y,
                                     self._empty_labels, self._fast_code, loss._reduction, optimizer.lr,
                                     optimizer.momentum, self.work)

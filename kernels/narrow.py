@@ -90,8 +90,11 @@ def narrow_backward(in_t, weights, out_t, grad_t, act, compute_grad_x,
     if compute_grad_x:
         for k in range(n_in):
             row = grad_in_t[k]
-            row[:] = 0
-            for j in range(n_out):
+            w = weights[k, 0]
+            d = delta_t[0]
+            for i in range(batch):  # j = 0 writes, saving a pass of zeros
+                row[i] = w * d[i]
+            for j in range(1, n_out):
                 w = weights[k, j]
                 d = delta_t[j]
                 for i in range(batch):
