@@ -104,7 +104,9 @@ class Sequential(Layer):
 
         For a stack of Linear layers trained by SGD (built on this model's
         `parameters()`) this is one compiled call with no allocation; the
-        result equals `forward`, `loss`, `backward`, `step` to float rounding.
+        result equals `forward`, `loss`, `backward`, `step` bit for bit, or
+        to float rounding for networks no wider than 8 (their batch-inner
+        layout sums in another order; kernels/network.py).
         Either way, `backward` overwrites the gradients. A step whose loss is
         not finite (inf or NaN) changes nothing: it returns the loss without
         a backward pass or an update.

@@ -3,8 +3,9 @@ backward and the SGD update, per step or per epoch of mini-batches.
 
 It calls the very kernels the layer-by-layer API calls, in the same order;
 what it removes is the Python between them (a few microseconds per layer,
-which is the whole cost of a small net). The two agree to float rounding but
-not yet bit for bit (tests/test_fused.py says what is known).
+which is the whole cost of a small net). In the batch-major layout the two
+give the same bits; the batch-inner layout of narrow networks
+(kernels/narrow.py) sums in another order and agrees to float rounding.
 
 Layout. All parameters live in one flat buffer `params` (P,), with gradients
 in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
