@@ -3,7 +3,7 @@ the same work in one process, side by side (torch needed: the `bench` extra).
 
 Three tables:
 - steps: one training step (forward + 0.5*sum-of-squares loss + backward +
-  SGD update), median us, for
+  SGD update), median us (see side_by_side), for
     fused   Sequential.train_step, the whole step in one compiled call
     layers  forward / loss / backward / step through the layer API
     numpy   fastbp.baselines.NumpyMLP, the seed notebooks' style
@@ -54,6 +54,21 @@ def median_us(step, budget_s=1.0):
             step()
         samples.append((time.perf_counter() - start) / inner)
     return statistics.median(samples) * 1e6
+
+
+def side_by_side(steps, budget_s=1.0, rounds=3):
+    """{name: us} for {name: step}: `rounds` passes over all the steps, each
+    step timed for budget_s / rounds per pass (median_us), and the median of
+    its passes reported. On a shared machine whose speed drifts for seconds at
+    a time, this spreads each implementation over the whole run instead of
+    one window of it. Steps are not interleaved finer than that: numpy's and
+    numba's OpenBLAS threads keep spinning ~0.1 s after a call and would slow
+    whichever implementation came next."""
+    passes = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            passes[name].append(median_us(step, budget_s / rounds))
+    return {name: statistics.median(times) for name, times in passes.items()}
 
 
 def build(widths, activations, seed=0, dtype=np.float32):
@@ -113,11 +128,8 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     # on inf / NaN would time something else.
     lr = 1e-5
     loss = MSELoss("half_sum")
-    results = {}
-
     model = build(widths, activations)
     opt = SGD(model.parameters(), lr=lr)
-    results["fused"] = median_us(lambda: model.train_step(x, y, loss, opt), budget_s)
 
     layered = build(widths, activations)
     layered_opt = SGD(layered.parameters()[::-1], lr=lr)  # not one flat buffer: no fusion
@@ -126,17 +138,16 @@ def time_steps(widths, activations, batch, budget_s=1.0):
         loss.forward(layered.forward(x), y)
         layered.backward(loss.backward())
         layered_opt.step()
-    results["layers"] = median_us(layer_step, budget_s)
 
     numpy_net = NumpyMLP(build(widths, activations))
-    results["numpy"] = median_us(lambda: numpy_net.train_step(x, y, lr), budget_s)
-
     tnet = torch_mlp(build(widths, activations))
     topt = torch.optim.SGD(tnet.parameters(), lr=lr)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
-    results["torch"] = median_us(lambda: torch_train_step(tnet, topt, tx, ty), budget_s)
-
-    results["GEMMs"] = median_us(step_gemms(widths, batch, rng), budget_s)
+    results = side_by_side({"fused": lambda: model.train_step(x, y, loss, opt),
+                            "layers": layer_step,
+                            "numpy": lambda: numpy_net.train_step(x, y, lr),
+                            "torch": lambda: torch_train_step(tnet, topt, tx, ty),
+                            "GEMMs": step_gemms(widths, batch, rng)}, budget_s)
 
     final = {"fused": model.train_step(x, y, loss, opt),
              "layers": loss.forward(layered.forward(x), y),
@@ -166,9 +177,9 @@ def time_forward(batch, width, activation, budget_s=0.5):
     def torch_forward():
         with torch.no_grad():
             t_act(torch.addmm(tb, tx, tw))
-    return {"fastbp": median_us(lambda: layer.forward(x), budget_s),
-            "numpy": median_us(lambda: act(x @ weights + bias), budget_s),
-            "torch": median_us(torch_forward, budget_s)}
+    return side_by_side({"fastbp": lambda: layer.forward(x),
+                         "numpy": lambda: act(x @ weights + bias),
+                         "torch": torch_forward}, budget_s)
 
 
 _FIRST_STEP = """
