@@ -204,8 +204,8 @@ def ravel(typingctx, array):
 
 @intrinsic
 def fma(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma: one instruction where the CPU has
-    FMA, as every AVX2 x86 does; correct, slower, code elsewhere)."""
+    """a * b + c rounded once (llvm.fma: one instruction on CPUs with FMA, as
+    every AVX2 x86 has; elsewhere a call to libm's fma, same result, slower)."""
     if not (isinstance(a, types.Float) and a == b == c):
         return None
     return a(a, b, c), lambda context, builder, sig, args: builder.fma(*args)
