@@ -80,8 +80,7 @@ class Conv2D(WeightedLayer):
 
     def output_shape(self, height, width):
         """(out_h, out_w) for an input of height x width."""
-        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        return (height + 2 * ph - kh) // sh + 1, (width + 2 * pw - kw) // sw + 1
+        return conv.conv_output_size(height, width, self._geometry)
 
     def forward(self, x):
         """x: (batch, in_channels, height, width) -> (batch, out_channels, out_h, out_w)."""

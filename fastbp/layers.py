@@ -297,9 +297,7 @@ class Activation(Layer):
             x = _cuda.as_device_array(x, "x", check_dtype(x.dtype, "x's dtype"))
             out = _cuda.empty(x.shape, x.dtype)
             n = int(np.prod(x.shape))
-            if n:
-                cuda_dense.activation_kernel(str(x.dtype), False)[(n + 255) // 256, 256](
-                    x.reshape(n), self._code, out.reshape(n))
+            cuda_dense.activation_forward(x.reshape(n), self._code, out.reshape(n))
             self.input, self.output = x, out
             return out
         dtype = float_dtype_of(x, "x")
@@ -318,9 +316,8 @@ class Activation(Layer):
             grad_out = _cuda.as_device_array(grad_out, "grad_out", self.output.dtype, tuple(self.output.shape))
             grad_x = _cuda.empty(self.output.shape, self.output.dtype)
             n = int(np.prod(self.output.shape))
-            if n:
-                cuda_dense.activation_kernel(str(self.output.dtype), True)[(n + 255) // 256, 256](
-                    self.output.reshape(n), grad_out.reshape(n), self._code, grad_x.reshape(n))
+            cuda_dense.activation_backward(self.output.reshape(n), grad_out.reshape(n), self._code,
+                                           grad_x.reshape(n))
             return grad_x
         grad_out = as_float_array(grad_out, "grad_out", self.output.dtype, self.output.shape)
         grad_x = np.empty_like(self.output)

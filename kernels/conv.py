@@ -32,13 +32,20 @@ def _valid_range(out_size, stride, offset, size):
     return lo, hi
 
 
+# height, width, geometry -> (out_h, out_w)
+@jit
+def conv_output_size(height, width, geometry):
+    kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
+    return ((height + 2 * pad_h - kernel_h) // stride_h + 1,
+            (width + 2 * pad_w - kernel_w) // stride_w + 1)
+
+
 # x (N, C, H, W) -> cols_t (K, N * P)
 @jit
 def im2col(x, geometry, cols_t):
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     n_batch, n_chan, height, width = x.shape
-    out_h = (height + 2 * pad_h - kernel_h) // stride_h + 1
-    out_w = (width + 2 * pad_w - kernel_w) // stride_w + 1
+    out_h, out_w = conv_output_size(height, width, geometry)
     positions = out_h * out_w
     zero = cols_t.dtype.type(0)
     for c in range(n_chan):
@@ -67,8 +74,7 @@ def im2col(x, geometry, cols_t):
 def col2im(grad_cols_t, geometry, grad_x):
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w = geometry
     n_batch, n_chan, height, width = grad_x.shape
-    out_h = (height + 2 * pad_h - kernel_h) // stride_h + 1
-    out_w = (width + 2 * pad_w - kernel_w) // stride_w + 1
+    out_h, out_w = conv_output_size(height, width, geometry)
     positions = out_h * out_w
     grad_x[...] = grad_x.dtype.type(0)
     # the same loop order as im2col: every input pixel sums its windows in

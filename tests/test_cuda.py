@@ -124,6 +124,20 @@ def test_a_model_trains_the_same_on_cuda_as_on_the_cpu(momentum):
     np.testing.assert_allclose(back.predict(x), cpu_model.predict(x), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layer_cls", [fastbp.ReLU, fastbp.Sigmoid, fastbp.Tanh])
+def test_activation_layers_on_gpu_arrays_match_the_cpu(layer_cls, dtype):
+    # 300 values: two blocks of 256 threads, the second partial; (0, 3): no launch at all
+    rng = np.random.default_rng(0)
+    for shape in [(60, 5), (0, 3)]:
+        x = (rng.standard_normal(shape) * 3).astype(dtype)
+        g = rng.standard_normal(shape).astype(dtype)
+        cpu, gpu = layer_cls(), layer_cls()
+        out = gpu.forward(cuda.to_device(x))
+        assert_close(fastbp.to_numpy(out), cpu.forward(x), dtype)
+        assert_close(fastbp.to_numpy(gpu.backward(cuda.to_device(g))), cpu.backward(g), dtype)
+
+
 def test_seed000_on_cuda_matches_the_cpu_run_of_the_notebook():
     # tests/test_seeds.py checks the CPU run against the notebook's printed numbers
     def run(device):

@@ -180,3 +180,16 @@ def activation_kernel(dtype, backward):
             grad_x[i] = grad_out[i] * activation_grad(out[i], act)
 
     return grad if backward else forward
+
+
+# x, out: (n,) flat device arrays -> out = act(x); CPU activation_forward's contract
+def activation_forward(x, act, out, threads=256):
+    if x.shape[0]:
+        activation_kernel(str(x.dtype), False)[(x.shape[0] + threads - 1) // threads, threads](x, act, out)
+
+
+# out, grad_out, grad_x: (n,) flat device arrays; CPU activation_backward's contract
+def activation_backward(out, grad_out, act, grad_x, threads=256):
+    if out.shape[0]:
+        activation_kernel(str(out.dtype), True)[(out.shape[0] + threads - 1) // threads, threads](
+            out, grad_out, act, grad_x)
