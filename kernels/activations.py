@@ -141,6 +141,16 @@ def activation_grad(y, act):
     return one
 
 
+@inline
+def activate_in_place(flat, act):
+    """flat (n,) -> act(flat), in place. Sigmoid and tanh only: an in-place
+    ReLU becomes masked stores (kernels/narrow.py). In place rather than
+    through activation_forward(x, act, out) with out = x: LLVM's check that
+    two arrays do not overlap fails for one array, and the loop ran scalar."""
+    for k in range(flat.shape[0]):
+        flat[k] = activate(flat[k], act)
+
+
 # Loops over many elements branch on the activation once, outside the loop:
 # each branch passes a constant code, so after inlining every loop body is
 # straight-line code that LLVM vectorises (a code that varies inside the loop
@@ -160,9 +170,7 @@ def _add_bias_activate(out, bias, act):
                 row = out[i]
                 for j in range(n_out):
                     row[j] += bias[j]
-        flat = ravel(out)
-        for k in range(flat.shape[0]):
-            flat[k] = activate(flat[k], act)
+        activate_in_place(ravel(out), act)
     elif bias.shape[0] != 0:
         # Row views: indexing out[i, j] beside bias[j] kept the loop slower.
         # ReLU is never a flat in-place pass (kernels/narrow.py: masked stores).

@@ -24,7 +24,7 @@ import numpy as np
 
 from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
-from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward
+from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
 from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
@@ -173,10 +173,7 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
     batch = x.shape[0]
     n_layers = table.shape[0]
     inp = view2d(x_t, 0, table[0, 0], batch)
-    for k in range(table[0, 0]):  # batch innermost: 3x faster than the other order
-        row = inp[k]
-        for i in range(batch):
-            row[i] = x[i, k]
+    to_batch_inner(x, inp)
     x_in = inp
     offset = 0
     for l in range(n_layers):
@@ -192,10 +189,7 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
         # (into `delta`, free until the backward pass) and take the gradient
         # in the layout the backward pass reads.
         target_t = view2d(delta, 0, n_last, batch)
-        for j in range(n_last):
-            row = target_t[j]
-            for i in range(batch):
-                row[i] = target[i, j]
+        to_batch_inner(target, target_t)
         value = loss_forward_backward(loss_code, reduction, inp, target_t, labels, grad_t)
     else:
         # softmax cross-entropy works on (B, out) rows: transpose the
@@ -206,9 +200,7 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
                 pred[i, j] = inp[j, i]
         top = view2d(grad_top, 0, batch, n_last)
         value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
-        for i in range(batch):
-            for j in range(n_last):
-                grad_t[j, i] = top[i, j]
+        to_batch_inner(top, grad_t)
     if not np.isfinite(value):
         return value
     for l in range(n_layers - 1, -1, -1):
