@@ -146,12 +146,12 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred)
 # The batch-inner path (kernels/narrow.py) from this batch size on, for
 # networks no wider than NARROW_MAX_WIDTH (8). Measured with
 # `python benchmarks/narrow.py` (float32, us per step, batch-major vs batch-inner):
-#   2-4-1      b1 0.99 vs 0.87   b4 1.34 vs 0.94   b8 1.79 vs 1.03   b210 11.1 vs 3.5
-#   2-5-3      b1 1.04 vs 1.12   b4 1.78 vs 1.50   b8 2.71 vs 1.40   b210 28.7 vs 8.3
-#   4-8-8-2    b1 1.07 vs 1.36   b4 1.86 vs 1.64   b8 3.07 vs 1.79   b210 19.9 vs 11.7
-#   8-16-16-4  b1 1.48 vs 3.32   b4 3.06 vs 3.85   b8 3.62 vs 4.11   b210 34.9 vs 33.4
-# At width 16 the batch-inner path wins only at large batches, and narrowly;
-# at width <= 8 it wins from batch 4 on (at 1 and 2 the two are within noise).
+#   2-4-1      b1 0.58 vs 0.52   b2 0.65 vs 0.54   b4 0.77 vs 0.55   b8 1.03 vs 0.56   b210 5.76 vs 1.31
+#   2-5-3      b1 0.67 vs 0.68   b2 0.76 vs 0.63   b4 1.04 vs 0.73   b8 1.52 vs 0.68   b210 11.2 vs 3.31
+#   4-8-8-2    b1 0.90 vs 1.10   b2 1.08 vs 1.22   b4 1.51 vs 1.31   b8 2.45 vs 1.59   b210 16.6 vs 8.04
+#   8-16-16-4  b1 1.22 vs 2.28   b4 2.89 vs 3.33   b210 28.7 vs 50.1
+# At width <= 8 it wins from batch 4 on (at 1 and 2, by a few percent either
+# way); at width 16 it loses (its forward then has no constant width).
 NARROW_MIN_BATCH = 4
 
 
@@ -218,11 +218,30 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
     return value
 
 
+class ShapeMismatch(ValueError):
+    """x, target, labels or work do not fit the network's table. Raised before
+    anything is changed, so that the Python layer can check its arguments
+    only on its slow path and then report which one is wrong."""
+
+
+@jit
+def check_shapes(table, x, target, labels, loss_code, work):
+    batch = x.shape[0]
+    if loss_code == CROSS_ENTROPY_LABELS:
+        fits_target = labels.shape[0] == batch
+    else:
+        fits_target = target.shape[0] == batch and target.shape[1] == table[table.shape[0] - 1, 1]
+    if not fits_target or x.shape[1] != table[0, 0] or work.shape[0] < batch * workspace_per_row(table):
+        raise ShapeMismatch("x, target, labels or work do not fit the network")
+
+
 # x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
 # unless the loss is not finite. work: >= B * workspace_per_row(table) values.
+# Raises ShapeMismatch (changing nothing) when the shapes do not fit.
 @jit
 def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
                        lr, momentum, work):
+    check_shapes(table, x, target, labels, loss_code, work)
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
         return narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
@@ -262,11 +281,16 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
     total = 0.0
     for lo in range(0, n, batch_size):
         rows = min(batch_size, n - lo)
+        # element by element: a slice assignment per row cost ~10 ns a row
+        # (2-5-3 b210 epoch: 6.7 us per step with slices, 4.8 element-wise;
+        # the step alone is 3.3)
         for r in range(rows):
             src = order[lo + r]
-            x_batch[r, :] = x[src, :]
+            for c in range(x.shape[1]):
+                x_batch[r, c] = x[src, c]
             if has_target:
-                target_batch[r, :] = target[src, :]
+                for c in range(target.shape[1]):
+                    target_batch[r, c] = target[src, c]
             if has_labels:
                 labels_batch[r] = labels[src]
         value = network_train_step(

@@ -168,3 +168,57 @@ def test_fused_step_validates_its_input():
         model.train_step(np.ones((4, 3)), np.ones((4, 3)), fastbp.MSELoss(), opt)
     with pytest.raises(ValueError, match=r"class indices must lie in \[0, 3\]"):
         model.train_step(np.ones((2, 3)), np.array([0, 4]), fastbp.CrossEntropyLoss(), opt)
+
+
+@pytest.mark.parametrize("widths", [(3, 40, 30, 4), (2, 5, 3)])  # batch-major and batch-inner
+def test_steady_state_fast_path_hands_shape_changes_to_the_checked_path(widths):
+    # After a first step the fast path checks types only; the kernel checks
+    # shapes and raises ShapeMismatch, changing nothing, and the checked path
+    # then grows the workspace or reports the argument.
+    rng = np.random.default_rng(4)
+    fused, plain = make_model(np.float32, widths), make_model(np.float32, widths)
+    fused_opt = fastbp.SGD(fused.parameters(), lr=0.1)
+    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.1)
+    loss = fastbp.MSELoss()
+    n_in, n_out = widths[0], widths[-1]
+
+    def data(batch, cols_x=n_in, rows_y=None, cols_y=n_out):
+        x = rng.standard_normal((batch, cols_x)).astype(np.float32)
+        y = rng.standard_normal((batch if rows_y is None else rows_y, cols_y)).astype(np.float32)
+        return x, y
+
+    for batch in (8, 8, 300, 5):  # 300 outgrows the workspace sized for 8
+        x, y = data(batch)
+        assert fused.train_step(x, y, loss, fused_opt) == pytest.approx(
+            layer_by_layer_step(plain, x, y, loss, plain_opt), rel=1e-5)
+    assert fused.fused._step_entry is not None  # the fast path was taken
+    before = fused.fused.params.copy()
+    for (x, y), words in [(data(8, cols_x=n_in + 1), r"x must have shape \(\*, %d\)" % n_in),
+                          (data(8, cols_y=n_out + 1), r"target must have shape \(8, %d\)" % n_out),
+                          (data(8, rows_y=7), r"target must have shape \(8, %d\), got \(7, " % n_out)]:
+        with pytest.raises(ValueError, match=words):
+            fused.train_step(x, y, loss, fused_opt)
+    assert np.array_equal(fused.fused.params, before)
+    for a, b in zip(fused.parameters(), plain.parameters()):
+        assert_close(a.value, b.value, np.float32, rtol=1e-5)
+
+
+def test_train_step_kernel_refuses_shapes_that_do_not_fit():
+    model = make_model(np.float32)
+    opt = fastbp.SGD(model.parameters(), lr=0.1)
+    x, y = np.ones((4, 3), np.float32), np.ones((4, 4), np.float32)
+    model.train_step(x, y, fastbp.MSELoss(), opt)
+    fused = model.fused
+    before = fused.params.copy()
+    labels = np.empty(0, np.int64)
+    args = (fused.table, fused.params, fused.grads, opt.flat_velocity)
+    for bad_x, bad_y, work in [(np.ones((4, 2), np.float32), y, fused.work),
+                               (x, np.ones((3, 4), np.float32), fused.work),
+                               (x, np.ones((4, 5), np.float32), fused.work),
+                               (x, y, fused.work[:10])]:
+        with pytest.raises(network.ShapeMismatch):
+            network.network_train_step(*args, bad_x, bad_y, labels, network.MSE, 1, 0.1, 0.0, work)
+    with pytest.raises(network.ShapeMismatch):  # labels for a batch of 3, x of 4
+        network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64),
+                                   network.CROSS_ENTROPY_LABELS, 1, 0.1, 0.0, fused.work)
+    assert np.array_equal(fused.params, before)

@@ -91,3 +91,22 @@ def test_fit_gd_sgd_and_minibatch_all_learn_blobs():
                             epochs=epochs, batch_size=batch_size, rng=0, validation_data=(x_test, y_test))
         assert history["val_accuracy"][-1] >= 0.95, (batch_size, history["val_accuracy"][-1])
         assert len(history["loss"]) == epochs and history["loss"][-1] < history["loss"][0]
+
+
+def test_fit_runs_the_accuracy_forward_only_for_classification():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 2)).astype(np.float32)
+    cases = [(fastbp.MSELoss(), rng.standard_normal((40, 3)), False),
+             (fastbp.MSELoss(), np.eye(3)[rng.integers(0, 3, 40)], True),  # one-hot rows
+             (fastbp.CrossEntropyLoss(), rng.integers(0, 3, 40), True)]
+    for loss, y, classification in cases:
+        model = random_model(np.random.default_rng(1), [2, 5, 3], ["tanh", "identity"], np.float32)
+        forwards = []
+        plain_forward = model._forward
+        model._forward = lambda inputs: forwards.append(len(inputs)) or plain_forward(inputs)
+        history = model.fit(x, y, loss=loss, optimizer=fastbp.SGD(model.parameters(), lr=0.01), epochs=2,
+                            batch_size=8, progress=False)
+        if classification:
+            assert forwards == [40, 40] and all(0 <= a <= 1 for a in history["accuracy"])
+        else:
+            assert forwards == [] and history["accuracy"] == [None, None]
