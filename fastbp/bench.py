@@ -10,6 +10,8 @@ Three tables:
     torch   nn.Sequential + optim.SGD, eager
     GEMMs   the step's matrix products alone (x W, x^T delta, delta W^T per
             layer) with the BLAS fastbp uses: the GEMM-bound limit
+    torch GEMMs  the same products through torch.mm (torch's BLAS: MKL on
+            x86): how much of a gap to torch is the BLAS itself
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
@@ -114,6 +116,26 @@ def step_gemms(widths, batch, rng):
     return run
 
 
+def step_gemms_torch(widths, batch, rng):
+    """step_gemms through torch.mm, into preallocated outputs."""
+    import torch
+
+    xs = [torch.from_numpy(rng.standard_normal((batch, w)).astype(np.float32)) for w in widths]
+    weights = [torch.from_numpy(rng.standard_normal((a, b)).astype(np.float32))
+               for a, b in zip(widths, widths[1:])]
+    grad_weights = [torch.empty_like(w) for w in weights]
+    grad_xs = [torch.empty_like(x) for x in xs]
+
+    def run():
+        for l, w in enumerate(weights):
+            torch.mm(xs[l], w, out=xs[l + 1])
+        for l in reversed(range(len(weights))):
+            torch.mm(xs[l].t(), xs[l + 1], out=grad_weights[l])
+            if l:
+                torch.mm(xs[l + 1], weights[l].t(), out=grad_xs[l])
+    return run
+
+
 def time_steps(widths, activations, batch, budget_s=1.0):
     """{implementation: median us per training step} for one network."""
     import torch
@@ -147,7 +169,8 @@ def time_steps(widths, activations, batch, budget_s=1.0):
                             "layers": layer_step,
                             "numpy": lambda: numpy_net.train_step(x, y, lr),
                             "torch": lambda: torch_train_step(tnet, topt, tx, ty),
-                            "GEMMs": step_gemms(widths, batch, rng)}, budget_s)
+                            "GEMMs": step_gemms(widths, batch, rng),
+                            "torch GEMMs": step_gemms_torch(widths, batch, rng)}, budget_s)
 
     final = {"fused": model.train_step(x, y, loss, opt),
              "layers": loss.forward(layered.forward(x), y),
@@ -212,6 +235,27 @@ def time_startup():
     return cold, warm
 
 
+def machine():
+    """The CPU's model name and the BLAS libraries fastbp and torch call."""
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    import threadpoolctl
+    import torch
+
+    import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this one)
+
+    # scipy's own copy, in its wheel's scipy.libs folder (numpy's is another build)
+    blas = sorted({f"{d['internal_api']} {d.get('version')} ({d.get('architecture')})"
+                   for d in threadpoolctl.threadpool_info()
+                   if d["user_api"] == "blas" and f"scipy.libs{os.sep}" in d["filepath"]})
+    torch_blas = "MKL" if torch.backends.mkl.is_available() else "its bundled BLAS"
+    return f"{cpu}, {os.cpu_count()} cores; fastbp's BLAS {', '.join(blas) or 'unknown'}, torch's {torch_blas}"
+
+
 def _table(header, rows):
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -247,17 +291,18 @@ def main(argv=None):
         lines.append(text)
     emit(f"float32, median of repeats, one process. numba {numba.__version__} "
          f"(threads {get_num_threads()}), torch {torch.__version__} ({torch.get_num_threads()} "
-         f"threads), numpy {np.__version__}, {os.cpu_count()} cores\n")
+         f"threads), numpy {np.__version__}. {machine()}\n")
     if "steps" in only:
         rows = []
         for name, widths, acts, batch in STEP_CASES:
             r = time_steps(widths, acts, batch, args.budget)
-            rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "GEMMs")]
+            rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "GEMMs",
+                                                          "torch GEMMs")]
                         + [f"{r['torch'] / r['fused']:.1f}x", f"{r['numpy'] / r['fused']:.2f}x",
                            f"{r['torch'] / r['layers']:.1f}x", f"{r['numpy'] / r['layers']:.2f}x",
                            f"{r['fused'] / r['GEMMs']:.2f}"])
         emit("One training step (us):\n")
-        emit(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only",
+        emit(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only", "torch GEMMs",
                       "torch/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"], rows))
         emit()
     if "forward" in only:

@@ -63,10 +63,11 @@ def test_conv_benchmark_impls_agree():
 
 def test_bench_tables_run_on_small_cases():
     steps = bench.time_steps((2, 5, 3), ("sigmoid", "sigmoid"), 16, budget_s=0.01)
-    assert set(steps) == {"fused", "layers", "numpy", "torch", "GEMMs"}
+    assert set(steps) == {"fused", "layers", "numpy", "torch", "GEMMs", "torch GEMMs"}
     assert all(v > 0 for v in steps.values())
     forward = bench.time_forward(16, 8, "sigmoid", budget_s=0.01)
     assert set(forward) == {"fastbp", "numpy", "torch"}
+    assert "cores; fastbp's BLAS openblas" in bench.machine()
 
 
 
