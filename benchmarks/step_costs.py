@@ -1,0 +1,151 @@
+"""Where a fused training step's time goes, for the limits stated in the README.
+
+Seed-sized nets (float32, MSE half-sum, SGD): the whole `Sequential.train_step`
+against `FusedNetwork.step` (without the lock), the compiled entry point called
+directly, the step timed inside one compiled loop (no dispatch at all), and a
+no-op compiled function taking the entry point's 12 arguments (numba's dispatch
+floor). A net with ReLU in place of sigmoid shows the sigmoids' share.
+
+GEMM-bound net (784-256-256-10, batch 256): the step's GEMMs alone against the
+same GEMMs each followed by one serial read-modify-write pass over its output
+(what an epilogue, a delta pass or the SGD update adds), at 1 and 2 threads.
+
+Run: python benchmarks/step_costs.py (about a minute). Medians of interleaved
+rounds; the machine is shared, so compare within one run.
+"""
+import statistics
+import time
+
+import numpy as np
+from numba import njit
+
+import fastbp
+from fastbp import SGD, MSELoss
+from fastbp.bench import build, median_us
+from fastbp.kernels import network
+
+SEED_CASES = [((2, 4, 1), ("relu", "sigmoid"), 8),
+              ((2, 5, 3), ("sigmoid", "sigmoid"), 210),
+              ((2, 5, 3), ("relu", "relu"), 210)]
+
+
+@njit
+def _noop(table, params, grads, velocity, x, target, labels, loss_code, reduction, lr, momentum, work):
+    return 0.0
+
+
+@njit
+def _steps_in_kernel(n, table, params, grads, velocity, x, target, labels, loss_code, reduction, lr,
+                     momentum, work):
+    total = 0.0
+    for _ in range(n):
+        total += network.network_train_step(table, params, grads, velocity, x, target, labels, loss_code,
+                                            reduction, lr, momentum, work)
+    return total
+
+
+def medians(timers, rounds=5, budget_s=0.3):
+    """{name: median us} over `rounds` passes of median_us over all timers."""
+    samples = {name: [] for name in timers}
+    for _ in range(rounds):
+        for name, fn in timers.items():
+            samples[name].append(median_us(fn, budget_s))
+    return {name: statistics.median(v) for name, v in samples.items()}
+
+
+def seed_costs(widths, activations, batch):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, widths[0])).astype(np.float32)
+    y = rng.uniform(0, 1, (batch, widths[-1])).astype(np.float32)
+    loss = MSELoss("half_sum")
+    model = build(widths, activations)
+    optimizer = SGD(model.parameters(), lr=1e-5)
+    model.train_step(x, y, loss, optimizer)
+    fused = model.fused
+    args = (fused.table, fused.params, fused.grads, optimizer.flat_velocity, x, y, fused._empty_labels,
+            fused._fast_code, loss._reduction, optimizer.lr, optimizer.momentum, fused.work)
+    entry = fused._step_entry
+    _noop(*args)
+    _steps_in_kernel(1, *args)
+
+    def in_kernel(n=2000):
+        start = time.perf_counter()
+        _steps_in_kernel(n, *args)
+        return (time.perf_counter() - start) / n * 1e6
+    times = medians({"train_step": lambda: model.train_step(x, y, loss, optimizer),
+                     "fused.step": lambda: fused.step(x, y, loss, optimizer),
+                     "entry point": lambda: entry(*args),
+                     "no-op, same arguments": lambda: _noop(*args)})
+    times["in-kernel"] = statistics.median(in_kernel() for _ in range(7))
+    return times
+
+
+@njit
+def _scale_in_place(a):
+    flat = a.ravel()
+    for i in range(flat.shape[0]):
+        flat[i] = flat[i] * np.float32(0.5)
+
+
+@njit
+def _gemm_nn(a, b, out, then_pass):
+    np.dot(a, b, out)
+    if then_pass:
+        _scale_in_place(out)
+
+
+@njit
+def _gemm_tn(a, b, out, then_pass):
+    np.dot(a.T, b, out)
+    if then_pass:
+        _scale_in_place(out)
+
+
+@njit
+def _gemm_nt(a, b, out, then_pass):
+    np.dot(a, b.T, out)
+    if then_pass:
+        _scale_in_place(out)
+
+
+def gemm_pass_costs(widths=(784, 256, 256, 10), batch=256):
+    rng = np.random.default_rng(0)
+    xs = [rng.standard_normal((batch, w)).astype(np.float32) for w in widths]
+    weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(widths, widths[1:])]
+    grad_weights = [np.empty_like(w) for w in weights]
+    grad_xs = [np.empty_like(x) for x in xs]
+
+    def step(then_pass):
+        for l, w in enumerate(weights):
+            _gemm_nn(xs[l], w, xs[l + 1], then_pass)
+        for l in reversed(range(len(weights))):
+            _gemm_tn(xs[l], xs[l + 1], grad_weights[l], then_pass)
+            if l:
+                _gemm_nt(xs[l + 1], weights[l], grad_xs[l], then_pass)
+
+    def passes_alone():
+        for out in xs[1:] + grad_weights + grad_xs[1:-1]:
+            _scale_in_place(out)
+    rows = {}
+    for threads in (1, 2):
+        fastbp.set_num_threads(threads)
+        rows[threads] = medians({"GEMMs": lambda: step(False), "GEMMs + passes": lambda: step(True),
+                                 "passes alone": passes_alone}, rounds=5, budget_s=0.2)
+    return rows
+
+
+def main():
+    print("Seed nets, us per step (float32):")
+    for widths, activations, batch in SEED_CASES:
+        times = seed_costs(widths, activations, batch)
+        name = "-".join(map(str, widths)) + f" {'/'.join(activations)} b{batch}"
+        print(f"  {name:28s} " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
+    print("784-256-256-10 b256 GEMMs with and without a serial pass over each output, us:")
+    for threads, times in gemm_pass_costs().items():
+        extra = times["GEMMs + passes"] - times["GEMMs"]
+        print(f"  {threads} thread(s): " + "  ".join(f"{k} {v:.0f}" for k, v in times.items())
+              + f"  -> the passes add {extra:.0f} ({times['GEMMs + passes'] / times['GEMMs']:.3f}x)")
+
+
+if __name__ == "__main__":
+    main()
