@@ -79,3 +79,28 @@ def test_loss_and_optimizer_errors():
         fastbp.SGD(layer.parameters(), lr=float("nan"))
     with pytest.raises(TypeError, match=r"params\[0\] must be a fastbp Parameter"):
         fastbp.SGD([np.ones(3)], lr=0.1)
+
+
+class _Subclass(np.ndarray):
+    pass
+
+
+def test_as_float_array_returns_ready_arrays_as_they_are_and_converts_the_rest():
+    from fastbp._validation import as_float_array
+
+    f32 = np.dtype(np.float32)
+    ready = np.ones((4, 3), np.float32)
+    assert as_float_array(ready, "x", f32, (None, 3)) is ready
+    # anything else is converted to a C-ordered float32 copy, equal in value
+    for other in (np.ones((4, 3)), np.ones((3, 4), np.float32).T, np.ones((4, 6), np.float32)[:, ::2],
+                  np.ones((4, 3), np.int64), np.ones((4, 3), ">f4"), [[1, 1, 1]] * 4,
+                  np.ones((4, 3), np.float32).view(_Subclass)):
+        out = as_float_array(other, "x", f32, (None, 3))
+        assert type(out) is np.ndarray and out.dtype == f32 and out.flags.c_contiguous
+        assert out is not other and np.array_equal(out, np.ones((4, 3)))
+    # the shape is checked on both paths, with the same message
+    for bad in (ready, ready.astype(np.float64)):
+        with pytest.raises(ValueError, match=r"x must have shape \(\*, 5\), got \(4, 3\)"):
+            as_float_array(bad, "x", f32, (None, 5))
+        with pytest.raises(ValueError, match=r"x must have shape \(\*, \*, 3\), got \(4, 3\)"):
+            as_float_array(bad, "x", f32, (None, None, 3))
