@@ -75,20 +75,28 @@ class SGD(Optimizer):
         for p in self.params:
             velocity = np.zeros(p.value.size if self.momentum else 0, p.value.dtype)
             self._velocity.append(_cuda.cuda().to_device(velocity) if _on_device(p) else velocity)
+        # per CPU parameter, (value, grad, value 1-D, grad 1-D) as last seen:
+        # making the 1-D views each step was ~0.4 us a parameter, a quarter of
+        # its update at seed sizes
+        self._flat_views = [None] * len(self.params)
 
     def step(self):
         if self.flat_params is not None:
             kernels.sgd_update(self.flat_params, self.flat_grads, self.lr, self.momentum,
                                self.flat_velocity)
             return
-        for p, v in zip(self.params, self._velocity):
-            n = p.value.size
-            if _on_device(p):
+        for i, (p, v) in enumerate(zip(self.params, self._velocity)):
+            value, grad = p.value, p.grad
+            if type(value) is np.ndarray or not _cuda.is_device_array(value):
+                views = self._flat_views[i]
+                if views is None or views[0] is not value or views[1] is not grad:
+                    views = self._flat_views[i] = (value, grad, value.reshape(-1), grad.reshape(-1))
+                kernels.sgd_update(views[2], views[3], self.lr, self.momentum, v)
+            else:
                 from .kernels.cuda import optim as cuda_optim
 
-                cuda_optim.sgd_update(p.value.reshape(n), p.grad.reshape(n), self.lr, self.momentum, v)
-            else:
-                kernels.sgd_update(p.value.reshape(n), p.grad.reshape(n), self.lr, self.momentum, v)
+                n = value.size
+                cuda_optim.sgd_update(value.reshape(n), grad.reshape(n), self.lr, self.momentum, v)
 
 
 class Adam(Optimizer):
