@@ -10,7 +10,7 @@ the BLAS libraries decide the parallelism and numba's pool must not add to it.
 Determinism. fastbp's own kernels are serial with a fixed summation order, so
 only BLAS can make a result depend on the thread count: OpenBLAS's threaded
 float32 GEMM splits the output by thread count, and its kernels round the
-parts differently (measured with scipy's OpenBLAS 0.3.31: 1 vs 2 threads
+parts differently (measured with scipy's OpenBLAS 0.3.30: 1 vs 2 threads
 differ in 14% of the entries of a 128x64x256 product x^T delta, 5% at 512^3;
 so do fixed column or row blocks computed on one thread; its float64 GEMM
 agreed bit for bit in every case tried). Deterministic mode therefore runs BLAS on one thread.
