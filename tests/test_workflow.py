@@ -317,3 +317,22 @@ def test_train_command_reports_bad_input(tmp_path, capsys):
     assert "comma-separated numbers" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli(["train", "--csv", "x.csv", "--hidden", "a,b"])
+
+
+def test_fit_shuffles_reproducibly_with_a_seed_and_differently_without():
+    (x, labels), _ = fastbp.gaussian_blobs(n_train=60, n_test=3)
+
+    def trained(rng):
+        model = fastbp.Sequential(fastbp.Linear(2, 3, rng=0))
+        model.fit(x, labels, loss=fastbp.CrossEntropyLoss(), optimizer=fastbp.SGD(model.parameters(), lr=0.1),
+                  epochs=2, batch_size=7, progress=False, rng=rng)
+        return model.layers[0].weights.copy()
+    np.testing.assert_array_equal(trained(3), trained(3))
+    assert not np.array_equal(trained(3), trained(4))
+    # rng=None: one generator per process, whose stream moves on between fits
+    assert not np.array_equal(trained(None), trained(None))
+    # a bad rng is refused even when there is nothing to shuffle
+    model = fastbp.Sequential(fastbp.Linear(2, 3))
+    with pytest.raises(TypeError, match="rng must be None, an int seed or a np.random.Generator, got str"):
+        model.fit(x, labels, loss=fastbp.CrossEntropyLoss(), optimizer=fastbp.SGD(model.parameters(), lr=0.1),
+                  shuffle=False, rng="not a seed", progress=False)
