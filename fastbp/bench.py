@@ -99,40 +99,36 @@ def _gemm_nt(a, b, out):
     np.dot(a, b.T, out)
 
 
-def step_gemms(widths, batch, rng):
-    """A callable doing exactly one training step's GEMMs for this network."""
+def step_gemms(widths, batch, rng, library="fastbp"):
+    """A callable doing exactly one training step's GEMMs for this network,
+    through fastbp's BLAS (numba's np.dot) or, with library="torch", torch.mm."""
     xs = [rng.standard_normal((batch, w)).astype(np.float32) for w in widths]
     weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(widths, widths[1:])]
     grad_weights = [np.empty_like(w) for w in weights]
     grad_xs = [np.empty_like(x) for x in xs]
+    gemm_nn, gemm_tn, gemm_nt = _gemm_nn, _gemm_tn, _gemm_nt
+    if library == "torch":
+        import torch
+
+        xs, weights, grad_weights, grad_xs = ([torch.from_numpy(a) for a in arrays]
+                                              for arrays in (xs, weights, grad_weights, grad_xs))
+
+        def gemm_nn(a, b, out):
+            torch.mm(a, b, out=out)
+
+        def gemm_tn(a, b, out):
+            torch.mm(a.t(), b, out=out)
+
+        def gemm_nt(a, b, out):
+            torch.mm(a, b.t(), out=out)
 
     def run():
         for l, w in enumerate(weights):
-            _gemm_nn(xs[l], w, xs[l + 1])
+            gemm_nn(xs[l], w, xs[l + 1])
         for l in reversed(range(len(weights))):
-            _gemm_tn(xs[l], xs[l + 1], grad_weights[l])
+            gemm_tn(xs[l], xs[l + 1], grad_weights[l])
             if l:  # the first layer's input gradient is not needed
-                _gemm_nt(xs[l + 1], weights[l], grad_xs[l])
-    return run
-
-
-def step_gemms_torch(widths, batch, rng):
-    """step_gemms through torch.mm, into preallocated outputs."""
-    import torch
-
-    xs = [torch.from_numpy(rng.standard_normal((batch, w)).astype(np.float32)) for w in widths]
-    weights = [torch.from_numpy(rng.standard_normal((a, b)).astype(np.float32))
-               for a, b in zip(widths, widths[1:])]
-    grad_weights = [torch.empty_like(w) for w in weights]
-    grad_xs = [torch.empty_like(x) for x in xs]
-
-    def run():
-        for l, w in enumerate(weights):
-            torch.mm(xs[l], w, out=xs[l + 1])
-        for l in reversed(range(len(weights))):
-            torch.mm(xs[l].t(), xs[l + 1], out=grad_weights[l])
-            if l:
-                torch.mm(xs[l + 1], weights[l].t(), out=grad_xs[l])
+                gemm_nt(xs[l + 1], weights[l], grad_xs[l])
     return run
 
 
@@ -170,7 +166,7 @@ def time_steps(widths, activations, batch, budget_s=1.0):
                             "numpy": lambda: numpy_net.train_step(x, y, lr),
                             "torch": lambda: torch_train_step(tnet, topt, tx, ty),
                             "GEMMs": step_gemms(widths, batch, rng),
-                            "torch GEMMs": step_gemms_torch(widths, batch, rng)}, budget_s)
+                            "torch GEMMs": step_gemms(widths, batch, rng, library="torch")}, budget_s)
 
     final = {"fused": model.train_step(x, y, loss, opt),
              "layers": loss.forward(layered.forward(x), y),
@@ -243,14 +239,14 @@ def machine():
             cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    import threadpoolctl
     import torch
 
-    import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this one)
+    from .threads import _blas_controller
 
-    # scipy's own copy, in its wheel's scipy.libs folder (numpy's is another build)
+    # scipy's own copy (numba's np.dot calls it), in its wheel's scipy.libs
+    # folder; numpy's is another build
     blas = sorted({f"{d['internal_api']} {d.get('version')} ({d.get('architecture')})"
-                   for d in threadpoolctl.threadpool_info()
+                   for d in _blas_controller().info()
                    if d["user_api"] == "blas" and f"scipy.libs{os.sep}" in d["filepath"]})
     torch_blas = "MKL" if torch.backends.mkl.is_available() else "its bundled BLAS"
     return f"{cpu}, {os.cpu_count()} cores; fastbp's BLAS {', '.join(blas) or 'unknown'}, torch's {torch_blas}"

@@ -87,7 +87,7 @@ class SGD(Optimizer):
             return
         for i, (p, v) in enumerate(zip(self.params, self._velocity)):
             value, grad = p.value, p.grad
-            if type(value) is np.ndarray or not _cuda.is_device_array(value):
+            if not _cuda.is_device_array(value):
                 views = self._flat_views[i]
                 if views is None or views[0] is not value or views[1] is not grad:
                     views = self._flat_views[i] = (value, grad, value.reshape(-1), grad.reshape(-1))
