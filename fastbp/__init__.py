@@ -3,7 +3,11 @@
 The arithmetic lives in `fastbp.kernels` (pure compiled functions on arrays);
 this package adds validation, state and the layer API of the seed notebooks.
 """
-from . import datasets, kernels
+from ._environment import check_environment
+
+check_environment()  # before numba reads NUMBA_NUM_THREADS / NUMBA_DISABLE_JIT
+
+from . import datasets, kernels  # noqa: E402
 from ._cuda import to_numpy
 from .checkpoint import load
 from .conv import Conv2D, Flatten, Scale
@@ -12,7 +16,7 @@ from .interop import from_torch, to_torch
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .model import NonFiniteLossError, Sequential
-from .optim import SGD, Adam
+from .optim import SGD, Adam, NonFiniteUpdateError
 from .threads import _from_environment, get_num_threads, set_deterministic, set_num_threads
 
 __version__ = "0.1.0"
@@ -25,5 +29,5 @@ __all__ = [
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-    "SGD", "Adam", "set_num_threads", "get_num_threads", "set_deterministic",
+    "SGD", "Adam", "NonFiniteUpdateError", "set_num_threads", "get_num_threads", "set_deterministic",
 ]

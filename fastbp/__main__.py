@@ -56,8 +56,11 @@ def main(argv=None):
                            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                            dtype=args.dtype, progress=not args.no_progress, plots=not args.no_plots)
-        except (ValueError, TypeError, FileNotFoundError) as exc:
-            print(f"fastbp train: error: {exc}", file=sys.stderr)
+        except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
+            # FloatingPointError: training diverged (NonFiniteLossError); OSError:
+            # a --csv that is a folder or unreadable; one line, no traceback
+            print(f"fastbp train: error: {type(exc).__name__ + ': ' if isinstance(exc, (OSError, MemoryError)) else ''}"
+                  f"{exc}", file=sys.stderr)
             return 2
     return 0
 

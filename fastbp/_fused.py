@@ -77,8 +77,9 @@ class FusedNetwork:
         self._dtype = np.dtype(self.dtype)
 
     def uses(self, optimizer):
-        """True when `optimizer` is a plain SGD over exactly these buffers."""
-        return type(optimizer) is SGD and optimizer.flat_params is self.params
+        """True when `optimizer` is a plain SGD over exactly these buffers
+        (also when it was built on the layers before they were packed)."""
+        return type(optimizer) is SGD and optimizer._adopt_flat(self.params)
 
     def _workspace(self, batch):
         # Grown to the largest batch seen, never per step: the kernels slice it.
@@ -137,7 +138,7 @@ class FusedNetwork:
             try:
                 return self._step_entry(self.table, self.params, self.grads, optimizer.flat_velocity, x,
                                         y, self._empty_labels, self._fast_code, loss._reduction,
-                                        optimizer.lr, optimizer.momentum, self.work)
+                                        optimizer._lr, optimizer._momentum, self.work)
             except network.ShapeMismatch:
                 pass  # a batch larger than the workspace, or wrong shapes to report: below
         if not self.uses(optimizer):
@@ -148,7 +149,7 @@ class FusedNetwork:
             return None
         code, reduction, target, labels = loss_args
         args = (self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, code,
-                reduction, optimizer.lr, optimizer.momentum, self._workspace(x.shape[0]))
+                reduction, optimizer._lr, optimizer._momentum, self._workspace(x.shape[0]))
         value = network.network_train_step(*args)
         if code != network.CROSS_ENTROPY_LABELS and _kernel_ready(x, self.dtype) and _kernel_ready(
                 target, self.dtype):
@@ -166,5 +167,5 @@ class FusedNetwork:
         labels_batch = np.empty(rows if labels.shape[0] else 0, np.int64)
         return network.network_train_epoch(
             self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, order,
-            batch_size, code, reduction, optimizer.lr, optimizer.momentum, x_batch, target_batch,
+            batch_size, code, reduction, optimizer._lr, optimizer._momentum, x_batch, target_batch,
             labels_batch, self._workspace(rows))

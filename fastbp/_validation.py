@@ -47,11 +47,38 @@ def check_choice(value, name, choices):
     return value
 
 
-def _numeric(x, name):
-    arr = x if isinstance(x, np.ndarray) else np.asarray(x)
+def numeric_array(x, name):
+    """`x` as a numpy array of bool, integer or real float values (no copy
+    when it is one already); anything else raises a TypeError naming `name`."""
+    if isinstance(x, np.ma.MaskedArray):
+        # np.asarray would drop the mask and compute on the values under it
+        raise TypeError(f"{name} is a masked array; fill or drop the masked entries first "
+                        f"(x.filled(value) or x.compressed())")
+    if isinstance(x, np.ndarray):
+        arr = x
+    else:
+        try:
+            arr = np.asarray(x)
+        except (ValueError, TypeError, RuntimeError) as exc:
+            # ragged lists, torch tensors that require grad or are bfloat16, ...
+            raise TypeError(f"{name} must be a real numeric array, got a {type(x).__name__} that numpy "
+                            f"cannot convert: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must be a real numeric array, got dtype {arr.dtype}")
     return arr
+
+
+_numeric = numeric_array
+
+
+def check_rng(rng, name="rng"):
+    """np.random.default_rng(rng), with a TypeError naming `name` for anything
+    it does not take."""
+    try:
+        return np.random.default_rng(rng)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be None, an int seed or a np.random.Generator, got "
+                        f"{type(rng).__name__} {rng!r}") from exc
 
 
 def _shape_text(shape):

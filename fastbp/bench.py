@@ -19,6 +19,7 @@ Three tables:
 asv (benchmarks/) measures the same things per commit; this is the quick look.
 """
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -268,6 +269,11 @@ def main(argv=None):
     parser.add_argument("--deterministic", action="store_true",
                         help="time with fastbp.set_deterministic(True) (BLAS on one thread)")
     args = parser.parse_args(argv)
+    if not (math.isfinite(args.budget) and args.budget > 0):
+        parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
+    if args.readme:
+        # before the benchmark runs, not after: its minutes would be lost
+        _readme_markers(args.readme, parser.error)
     try:
         import torch
     except ImportError:
@@ -320,12 +326,27 @@ def main(argv=None):
     return 0
 
 
+def _readme_markers(path, error, start="<!-- bench:start -->", end="<!-- bench:end -->"):
+    """The text of `path`, after checking it can be rewritten and has both markers."""
+    try:
+        with open(path) as f:
+            readme = f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        error(f"--readme {path}: cannot read it ({exc})")
+    if not os.access(path, os.W_OK):
+        error(f"--readme {path}: not writable")
+    if start not in readme or end not in readme:
+        error(f"--readme {path} has no {start} ... {end} markers to write between")
+    return readme
+
+
+def _exit(message):
+    raise SystemExit(message)
+
+
 def write_readme_section(path, text, start="<!-- bench:start -->", end="<!-- bench:end -->"):
     """Replace what lies between the two markers in `path` with `text`."""
-    with open(path) as f:
-        readme = f.read()
-    if start not in readme or end not in readme:
-        raise SystemExit(f"{path} has no {start} ... {end} markers to write between")
+    readme = _readme_markers(path, _exit, start, end)
     head, rest = readme.split(start, 1)
     tail = rest.split(end, 1)[1]
     with open(path, "w") as f:

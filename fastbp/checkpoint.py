@@ -2,29 +2,43 @@
 
 Layout: an uncompressed numpy ``.npz`` (a zip of ``.npy`` files) holding
     fastbp.json       the architecture, as a 0-d unicode array of JSON:
-                      {"format": "fastbp-checkpoint", "version": 1,
+                      {"format": "fastbp-checkpoint", "version": 2,
                        "layers": [{"type": "Linear", "in_features": 2, ...}, ...],
-                       "sha256": hex digest of every array below, in order}
+                       "sha256": hex digest of the "layers" list (as canonical
+                                 JSON) and of every array below, in order}
     layers.<i>.<name> each parameter of layer i ("weights", "bias"), in the
                       layer's dtype and shape
-Loading uses numpy with allow_pickle=False, so a file can hold data only,
-never code; anything that is not exactly this layout raises ValueError.
-Writes go to a temporary file in the same folder, renamed over `path` only
-once complete, so an interrupted save never leaves a half-written checkpoint.
+Version 1 files (whose digest covers the arrays only) still load.
+
+Loading reads with allow_pickle=False, so a file can hold data only, never
+code. Before anything is allocated, every array's size is checked against the
+architecture and against the bytes the file really holds (no compressed
+members, no header claiming more than is there), so a small file cannot ask
+for gigabytes; anything that is not exactly this layout raises ValueError.
+
+Writes go to a temporary file in the target's folder, renamed over it only
+once complete, so an interrupted save never leaves a half-written checkpoint;
+a symbolic link is followed (its target is replaced, the link kept).
 """
+import contextlib
 import hashlib
 import json
+import numbers
 import os
 import secrets
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 
 from .conv import Conv2D, Flatten, Scale
-from .layers import Linear, ReLU, Sigmoid, Tanh
+from .layers import ACTIVATIONS, Linear, ReLU, Sigmoid, Tanh
 from .model import Sequential
 
-FORMAT, VERSION = "fastbp-checkpoint", 1
+FORMAT, VERSION = "fastbp-checkpoint", 2
+READABLE_VERSIONS = (1, 2)
+MAX_JSON_BYTES = 16 << 20  # the architecture entry; a real one is a few hundred bytes a layer
 ACTIVATION_LAYERS = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Flatten": Flatten}
 
 
@@ -48,6 +62,52 @@ def _spec(layer):
     return spec, {p.name: p.value for p in layer.parameters()}
 
 
+def _int(spec, key, minimum=1):
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{key} must be an int >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _ints(spec, key, count, minimum):
+    values = spec[key]
+    if not isinstance(values, list) or len(values) != count:
+        raise ValueError(f"{key} must be a list of {count} ints, got {values!r}")
+    return tuple(_int({key: v}, key, minimum) for v in values)
+
+
+def _param_shapes(spec):
+    """{name: (shape, dtype)} of the parameters a spec describes, checked
+    without building the layer (which would allocate them)."""
+    if not isinstance(spec, dict):
+        raise ValueError(f"a layer must be a JSON object, got {spec!r}")
+    kind = spec.get("type")
+    if kind in ACTIVATION_LAYERS:
+        return {}
+    dtype = spec["dtype"]
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    if kind == "Scale":
+        if not isinstance(spec["shape"], list) or not spec["shape"]:
+            raise ValueError(f"shape must be a non-empty list of ints, got {spec['shape']!r}")
+        return {"weights": (_ints(spec, "shape", len(spec["shape"]), 1), dtype)}
+    if kind == "Linear":
+        weights = (_int(spec, "in_features"), _int(spec, "out_features"))
+        n_out = weights[1]
+    elif kind == "Conv2D":
+        n_out = _int(spec, "out_channels")
+        weights = (n_out, _int(spec, "in_channels")) + _ints(spec, "kernel_size", 2, 1)
+        _ints(spec, "stride", 2, 1), _ints(spec, "padding", 2, 0)
+    else:
+        raise ValueError(f"unknown layer type {kind!r}")
+    if not isinstance(spec["bias"], bool):
+        raise ValueError(f"bias must be true or false, got {spec['bias']!r}")
+    shapes = {"weights": (weights, dtype)}
+    if spec["bias"]:
+        shapes["bias"] = ((n_out,), dtype)
+    return shapes
+
+
 def _build(spec):
     kind = spec.get("type")
     if kind == "Linear":
@@ -64,8 +124,11 @@ def _build(spec):
     raise ValueError(f"unknown layer type {kind!r}")
 
 
-def _digest(arrays):
+def _digest(arrays, specs=None):
+    """SHA-256 of the architecture (version 2; None for version 1) and the arrays."""
     sha = hashlib.sha256()
+    if specs is not None:
+        sha.update(json.dumps(specs, sort_keys=True, separators=(",", ":")).encode())
     for name, arr in arrays:
         sha.update(name.encode())
         sha.update(str(arr.dtype).encode())
@@ -75,18 +138,24 @@ def _digest(arrays):
 
 
 def save(model, path):
-    """Write `model` (a Sequential, or a single layer) to `path` atomically."""
+    """Write `model` (a Sequential, or a single layer) to `path` atomically.
+
+    A Sequential is read under its lock, so a save while another thread
+    trains it holds the parameters of one step."""
     layers = list(model.layers) if isinstance(model, Sequential) else [model]
     specs, arrays = [], []
-    for i, layer in enumerate(layers):
-        spec, params = _spec(layer)
-        specs.append(spec)
-        arrays += [(f"layers.{i}.{name}", value) for name, value in params.items()]
-    meta = {"format": FORMAT, "version": VERSION, "layers": specs, "sha256": _digest(arrays)}
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
+    with model._lock if isinstance(model, Sequential) else contextlib.nullcontext():
+        for i, layer in enumerate(layers):
+            spec, params = _spec(layer)
+            specs.append(spec)
+            arrays += [(f"layers.{i}.{name}", np.array(value)) for name, value in params.items()]
+    meta = {"format": FORMAT, "version": VERSION, "layers": specs, "sha256": _digest(arrays, specs)}
+    # through a symbolic link: replace its target, keep the link
+    path = os.path.realpath(os.fspath(path))
+    folder = os.path.dirname(path)
+    # a short name of its own, so any name that is legal for `path` works;
     # opened with "x" (not mkstemp) so the file gets the usual umask permissions
-    tmp = os.path.join(folder, f".{os.path.basename(path)}.{secrets.token_hex(6)}.tmp")
+    tmp = os.path.join(folder, f".fastbp-{secrets.token_hex(8)}.tmp")
     try:
         with open(tmp, "xb") as f:
             np.savez(f, **{"fastbp.json": np.array(json.dumps(meta))}, **dict(arrays))
@@ -99,11 +168,40 @@ def save(model, path):
         raise
 
 
+# What a damaged or foreign file can make zipfile and numpy's .npy reader raise.
+_READ_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, EOFError, ValueError,
+                KeyError, TypeError, struct.error, zlib.error, UnicodeDecodeError, OverflowError,
+                RuntimeError)
+
+
+def _npy_header(archive, info):
+    """(shape, dtype, bytes of data) from a member's .npy header, reading nothing else."""
+    with archive.open(info) as f:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            raise ValueError(f".npy format version {version}")
+        header_bytes = f.tell()
+    if dtype.hasobject:
+        raise ValueError(f"{info.filename} holds Python objects")
+    return shape, dtype, info.file_size - header_bytes
+
+
+def _read_npy(archive, info):
+    with archive.open(info) as f:
+        return np.lib.format.read_array(f, allow_pickle=False)
+
+
 def load(path):
     """The Sequential saved at `path` by `save`.
 
     Raises ValueError for anything that is not an intact fastbp checkpoint
-    (truncated, another kind of file, edited architecture or values).
+    (truncated, another kind of file, edited architecture or values, sizes
+    that do not match the file); OSError (FileNotFoundError, ...) when the
+    file cannot be opened.
     """
     path = os.fspath(path)
 
@@ -111,41 +209,85 @@ def load(path):
         return ValueError(f"{path} is not a valid fastbp checkpoint: {why}")
 
     try:
-        with np.load(path, allow_pickle=False) as archive:
-            files = {name: archive[name] for name in archive.files}
-    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as exc:
-        if isinstance(exc, FileNotFoundError):
-            raise
-        raise bad(f"{type(exc).__name__}: {exc}") from None
-    if "fastbp.json" not in files:
-        raise bad("no fastbp.json entry (a .npz written by something else?)")
+        archive = zipfile.ZipFile(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError,) + _READ_ERRORS as exc:
+        raise bad(f"not a zip archive ({type(exc).__name__}: {exc})") from None
+    with archive:
+        try:
+            meta, specs, expected = _read_checked(archive, os.path.getsize(path), bad)
+        except ValueError as exc:
+            if str(exc).startswith(f"{path} is not"):
+                raise
+            raise bad(f"{type(exc).__name__}: {exc}") from None
+        except (OSError,) + _READ_ERRORS as exc:
+            raise bad(f"{type(exc).__name__}: {exc}") from None
     try:
-        meta = json.loads(str(files.pop("fastbp.json")))
-        if meta.get("format") != FORMAT:
-            raise bad(f"format {meta.get('format')!r}")
-        if meta.get("version") != VERSION:
-            raise bad(f"version {meta.get('version')!r}, this fastbp reads version {VERSION}")
-        layers = [_build(spec) for spec in meta["layers"]]
-    except ValueError as exc:
-        raise bad(str(exc)) from None
-    except (TypeError, KeyError, AttributeError) as exc:
+        layers = [_build(spec) for spec in specs]
+    except (ValueError, TypeError, KeyError) as exc:
         raise bad(f"malformed architecture ({type(exc).__name__}: {exc})") from None
-    expected = []
+    values = dict(expected)
     for i, layer in enumerate(layers):
         for p in layer.parameters():
-            name = f"layers.{i}.{p.name}"
-            if name not in files:
-                raise bad(f"missing array {name}")
-            value = files.pop(name)
-            if value.shape != p.value.shape or value.dtype != p.value.dtype:
-                raise bad(f"{name} is {value.dtype}{value.shape}, the architecture needs "
-                          f"{p.value.dtype}{p.value.shape}")
-            expected.append((name, value))
-    if files:
-        raise bad(f"unexpected arrays {sorted(files)}")
-    if _digest(expected) != meta.get("sha256"):
-        raise bad("the arrays do not match the checksum written with them (edited or corrupted)")
-    for i, layer in enumerate(layers):
-        for p in layer.parameters():
-            p.value[...] = dict(expected)[f"layers.{i}.{p.name}"]
+            p.value[...] = values[f"layers.{i}.{p.name}"]
     return Sequential(*layers)
+
+
+def _read_checked(archive, file_bytes, bad):
+    """(meta, layer specs, [(name, array)]) from an open archive, every size
+    checked before it is read."""
+    members = {}
+    for info in archive.infolist():
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise bad(f"{info.filename} is compressed; fastbp writes uncompressed members only")
+        if info.file_size > file_bytes:
+            raise bad(f"{info.filename} claims {info.file_size} bytes in a {file_bytes}-byte file")
+        if not info.filename.endswith(".npy"):
+            raise bad(f"unexpected member {info.filename!r}")
+        members[info.filename[:-4]] = info
+    if "fastbp.json" not in members:
+        raise bad("no fastbp.json entry (a .npz written by something else?)")
+    info = members.pop("fastbp.json")
+    if info.file_size > MAX_JSON_BYTES:
+        raise bad(f"its architecture entry takes {info.file_size} bytes")
+    text = _read_npy(archive, info)
+    if text.dtype.kind != "U" or text.shape != ():
+        raise bad("fastbp.json is not a JSON string")
+    try:
+        meta = json.loads(str(text))
+    except ValueError as exc:
+        raise bad(f"fastbp.json is not JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise bad(f"format {meta.get('format') if isinstance(meta, dict) else meta!r}")
+    if meta.get("version") not in READABLE_VERSIONS:
+        raise bad(f"version {meta.get('version')!r}, this fastbp reads versions "
+                  f"{', '.join(map(str, READABLE_VERSIONS))}")
+    specs = meta.get("layers")
+    if not isinstance(specs, list) or not specs:
+        raise bad("no layers")
+    wanted = []
+    for i, spec in enumerate(specs):
+        try:
+            shapes = _param_shapes(spec)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise bad(f"layers[{i}]: malformed architecture ({type(exc).__name__}: {exc})") from None
+        wanted += [(f"layers.{i}.{name}", shape, np.dtype(dtype)) for name, (shape, dtype) in shapes.items()]
+    for name, shape, dtype in wanted:
+        if name not in members:
+            raise bad(f"missing array {name}")
+        got_shape, got_dtype, data_bytes = _npy_header(archive, members[name])
+        if got_shape != shape or got_dtype != dtype:
+            raise bad(f"{name} is {got_dtype}{got_shape}, the architecture needs {dtype}{shape}")
+        if data_bytes != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+            raise bad(f"{name} holds {data_bytes} bytes of data, its {dtype}{shape} needs "
+                      f"{int(np.prod(shape, dtype=np.int64)) * dtype.itemsize}")
+    unexpected = sorted(set(members) - {name for name, _, _ in wanted})
+    if unexpected:
+        raise bad(f"unexpected arrays {unexpected}")
+    expected = [(name, _read_npy(archive, members[name])) for name, _, _ in wanted]
+    digest = _digest(expected, specs if meta["version"] >= 2 else None)
+    if digest != meta.get("sha256"):
+        raise bad("the architecture or the arrays do not match the checksum written with them "
+                  "(edited or corrupted)")
+    return meta, specs, expected

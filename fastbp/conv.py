@@ -6,9 +6,9 @@ import numbers
 import numpy as np
 
 from . import kernels
-from ._validation import as_float_array, check_dtype, check_positive_int
+from ._validation import as_float_array, check_dtype, check_positive_int, check_rng, numeric_array
 from .kernels import conv, scale
-from .layers import Layer, Parameter, WeightedLayer, _uniform, activation_code
+from .layers import Layer, Parameter, WeightedLayer, _uniform, activation_code, fixed
 
 
 def _pair(value, name, *, minimum):
@@ -44,18 +44,26 @@ class Conv2D(WeightedLayer):
     grad_weights, grad_bias : same shapes, written by `backward`.
     """
 
+    in_channels = fixed("in_channels")
+    out_channels = fixed("out_channels")
+    kernel_size = fixed("kernel_size")
+    stride = fixed("stride")
+    padding = fixed("padding")
+    activation = fixed("activation")
+    dtype = fixed("dtype")
+
     def __init__(self, in_channels, out_channels, kernel_size, *, stride=1, padding=0,
                  activation=None, bias=True, dtype=np.float32, rng=None):
-        self.in_channels = check_positive_int(in_channels, "in_channels")
-        self.out_channels = check_positive_int(out_channels, "out_channels")
-        self.kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
-        self.stride = _pair(stride, "stride", minimum=1)
-        self.padding = _pair(padding, "padding", minimum=0)
+        self._in_channels = check_positive_int(in_channels, "in_channels")
+        self._out_channels = check_positive_int(out_channels, "out_channels")
+        self._kernel_size = _pair(kernel_size, "kernel_size", minimum=1)
+        self._stride = _pair(stride, "stride", minimum=1)
+        self._padding = _pair(padding, "padding", minimum=0)
         self._geometry = self.kernel_size + self.stride + self.padding
         self._act = activation_code(activation)
-        self.activation = kernels.ACTIVATION_NAMES[self._act]
-        self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(rng)
+        self._activation = kernels.ACTIVATION_NAMES[self._act]
+        self._dtype = check_dtype(dtype)
+        rng = check_rng(rng)
         area = self.kernel_size[0] * self.kernel_size[1]
         fan_in, fan_out = self.in_channels * area, self.out_channels * area
         bound = math.sqrt(6.0 / fan_in) if self._act == kernels.RELU else math.sqrt(6.0 / (fan_in + fan_out))
@@ -125,12 +133,19 @@ class Scale(Layer):
     weights start at 1 (the identity), or at `init` when given.
     """
 
+    shape = fixed("shape")
+    dtype = fixed("dtype")
+
     def __init__(self, shape, *, init=None, dtype=np.float32):
-        shape = (shape,) if isinstance(shape, numbers.Integral) else tuple(shape)
-        self.shape = tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape))
+        if isinstance(shape, numbers.Integral):
+            shape = (shape,)
+        elif not isinstance(shape, (tuple, list)):
+            raise TypeError(f"shape must be an int or a tuple of ints, got {type(shape).__name__} {shape!r}")
+        shape = tuple(shape)
+        self._shape = tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape))
         if not self.shape:
             raise ValueError("shape must name at least one feature dimension, got ()")
-        self.dtype = check_dtype(dtype)
+        self._dtype = check_dtype(dtype)
         self._weights = np.ones(self.shape, self.dtype)
         if init is not None:
             self.weights = init
@@ -150,14 +165,14 @@ class Scale(Layer):
         return self._grad_weights
 
     def parameters(self):
-        return [Parameter("weights", self._weights, self._grad_weights)]
+        return [Parameter("weights", self)]
 
     def forward(self, x):
         """x: (batch, *shape) -> x * weights, same shape."""
         x = as_float_array(x, "x", self.dtype, (None,) + self.shape)
         out = np.empty_like(x)
-        scale.scale_forward(x.reshape(x.shape[0], -1), self._weights.reshape(-1),
-                            out.reshape(x.shape[0], -1))
+        rows = (x.shape[0], self._weights.size)  # not (batch, -1): numpy cannot infer -1 for batch 0
+        scale.scale_forward(x.reshape(rows), self._weights.reshape(-1), out.reshape(rows))
         self.input, self.output = x, out
         return out
 
@@ -166,10 +181,9 @@ class Scale(Layer):
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
         grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
         grad_x = np.empty_like(grad_out)
-        batch = grad_out.shape[0]
-        scale.scale_backward(self.input.reshape(batch, -1), self._weights.reshape(-1),
-                             grad_out.reshape(batch, -1), self._grad_weights.reshape(-1),
-                             grad_x.reshape(batch, -1))
+        rows = (grad_out.shape[0], self._weights.size)
+        scale.scale_backward(self.input.reshape(rows), self._weights.reshape(-1), grad_out.reshape(rows),
+                             self._grad_weights.reshape(-1), grad_x.reshape(rows))
         return grad_x
 
     def __repr__(self):
@@ -183,16 +197,17 @@ class Flatten(Layer):
         self.input_shape = None
 
     def forward(self, x):
-        x = np.asarray(x)
+        x = numeric_array(x, "x")
         if x.ndim < 1:
             raise ValueError(f"x must have a batch dimension, got shape {x.shape}")
         self.input_shape = x.shape
-        return x.reshape(x.shape[0], -1)
+        # not (batch, -1): numpy cannot infer -1 for an empty batch
+        return x.reshape(x.shape[0], int(np.prod(x.shape[1:], dtype=np.int64)))
 
     def backward(self, grad_out):
         if self.input_shape is None:
             raise RuntimeError("backward called before forward: there is no input shape to restore")
-        grad_out = np.asarray(grad_out)
+        grad_out = numeric_array(grad_out, "grad_out")
         want = (self.input_shape[0], int(np.prod(self.input_shape[1:], dtype=np.int64)))
         if grad_out.shape != want:
             raise ValueError(f"grad_out must have shape {want}, got {grad_out.shape}")

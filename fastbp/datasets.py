@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from ._validation import check_positive_int
+from ._validation import check_positive_int, check_rng, numeric_array
 
 # The seed-004 notebook's three clusters sit near (0, 0), (10, 10) and (10, 0).
 BLOB_CENTERS = np.array([[0.0, 0.0], [10.0, 10.0], [10.0, 0.0]])
@@ -75,8 +75,9 @@ def load_csv(path):
 
 def save_csv(path, x, labels):
     """Write (x, labels) in the layout `load_csv` reads."""
-    x = np.asarray(x, dtype=np.float64)
-    labels = np.asarray(labels)
+    # numeric_array first: a cast to float64 would keep complex values' real parts only
+    x = numeric_array(x, "x").astype(np.float64)
+    labels = numeric_array(labels, "labels")
     if x.ndim != 2 or labels.shape != (x.shape[0],) or labels.dtype.kind not in "iu":
         raise ValueError(f"x must be (n, features) and labels (n,) integers, got {x.shape} and "
                          f"{labels.shape} {labels.dtype}")
@@ -96,7 +97,7 @@ def train_test_split(x, y, test_fraction=0.3, rng=None):
     n_test = int(round(n * test_fraction))
     if not 0 < n_test < n:
         raise ValueError(f"test_fraction={test_fraction} of {n} samples leaves an empty part")
-    order = np.random.default_rng(rng).permutation(n)
+    order = check_rng(rng).permutation(n)
     test, train = order[:n_test], order[n_test:]
     return (x[train], y[train]), (x[test], y[test])
 
@@ -116,7 +117,7 @@ def batches(x, y, batch_size, *, shuffle=True, rng=None):
         for lo in range(0, n, batch_size):
             yield x[lo:lo + batch_size], y[lo:lo + batch_size]
         return
-    order = np.random.default_rng(rng).permutation(n)
+    order = check_rng(rng).permutation(n)
     for lo in range(0, n, batch_size):
         idx = order[lo:lo + batch_size]
         yield x[idx], y[idx]

@@ -35,7 +35,11 @@ def from_torch(module):
     """
     import torch.nn as nn
 
-    modules = list(module) if isinstance(module, nn.Sequential) else [module]
+    if isinstance(module, nn.Sequential) and type(module) is not nn.Sequential:
+        raise TypeError(f"module is a {type(module).__name__}, a subclass of nn.Sequential that may "
+                        f"compute something else in its own forward; from_torch converts nn.Sequential "
+                        f"itself")
+    modules = list(module) if type(module) is nn.Sequential else [module]
     layers = []
     i = 0
     while i < len(modules):
@@ -49,11 +53,21 @@ def from_torch(module):
         # the activation right after a Linear or Conv2d is fused into it
         following = _activation_of(modules[i + 1]) if i + 1 < len(modules) else None
         fused = following or "identity"
-        if isinstance(m, nn.Linear):
+        kind = next((k for k in (nn.Linear, nn.Conv2d, nn.Flatten) if isinstance(m, k)), None)
+        if kind is not None and type(m) is not kind:
+            # a subclass may override forward: converting its weights alone
+            # would compute something else
+            raise TypeError(f"module[{i}] is a {type(m).__name__}, a subclass of nn.{kind.__name__} whose "
+                            f"forward fastbp cannot see; from_torch converts nn.{kind.__name__} itself")
+        for name, tensor in m.named_parameters(recurse=False):
+            if tensor.is_meta:
+                raise ValueError(f"module[{i}].{name} is on the 'meta' device and holds no values; "
+                                 f"materialise it first (module.to_empty(device='cpu') and initialise)")
+        if kind is nn.Linear:
             layer = Linear(m.in_features, m.out_features, activation=fused, bias=m.bias is not None,
                            dtype=_dtype(m.weight))
             layer.weights = _numpy(m.weight).T
-        elif isinstance(m, nn.Conv2d):
+        elif kind is nn.Conv2d:
             if (m.dilation != (1, 1) or m.groups != 1 or m.padding_mode != "zeros"
                     or isinstance(m.padding, str)):
                 raise ValueError(f"module[{i}]: only Conv2d with numeric zero padding, dilation 1 and "
@@ -62,7 +76,7 @@ def from_torch(module):
                            padding=m.padding, activation=fused, bias=m.bias is not None,
                            dtype=_dtype(m.weight))
             layer.weights = _numpy(m.weight)
-        elif isinstance(m, nn.Flatten):
+        elif kind is nn.Flatten:
             if m.start_dim != 1 or m.end_dim != -1:
                 raise ValueError(f"module[{i}]: only Flatten(start_dim=1, end_dim=-1) converts, got {m}")
             layer, following = Flatten(), None

@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _cuda, kernels
 from ._cuda import check_device, is_device_array
-from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int,
+from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int, check_rng,
                           float_dtype_of)
 
 ACTIVATIONS = {None: kernels.IDENTITY, "identity": kernels.IDENTITY, "linear": kernels.IDENTITY,
@@ -25,14 +25,25 @@ def activation_code(activation):
 class Parameter:
     """One trainable array of a layer (`value`) and its gradient (`grad`).
 
-    Both are the layer's own arrays, updated in place, so an optimizer holding
-    a Parameter sees the layer's current values.
+    Both are read from the layer each time (its ``_<name>`` and
+    ``_grad_<name>`` arrays), so a Parameter follows the layer when a
+    Sequential packs it into flat buffers: an optimizer built on a layer's
+    parameters before the model keeps training the model's arrays.
     """
 
-    __slots__ = ("name", "value", "grad")
+    __slots__ = ("name", "layer", "_value_attr", "_grad_attr")
 
-    def __init__(self, name, value, grad):
-        self.name, self.value, self.grad = name, value, grad
+    def __init__(self, name, layer):
+        self.name, self.layer = name, layer
+        self._value_attr, self._grad_attr = "_" + name, "_grad_" + name
+
+    @property
+    def value(self):
+        return getattr(self.layer, self._value_attr)
+
+    @property
+    def grad(self):
+        return getattr(self.layer, self._grad_attr)
 
     def __repr__(self):
         return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
@@ -58,6 +69,21 @@ class Layer:
 
     def parameters(self):
         return []
+
+
+def fixed(name, doc=None):
+    """A read-only attribute stored as ``_<name>``: what a layer's kernels and
+    its model's flat buffers were built for cannot change afterwards (build a
+    new layer instead)."""
+    attr = "_" + name
+
+    def get(self):
+        return getattr(self, attr)
+
+    def refuse(self, value):
+        raise AttributeError(f"{type(self).__name__}.{name} is fixed when the layer is built (its arrays "
+                             f"and any model holding it were made for it); build a new layer instead")
+    return property(get, refuse, doc=doc)
 
 
 def _uniform(rng, bound, shape, dtype):
@@ -113,9 +139,9 @@ class WeightedLayer(Layer):
         return self._grad_bias
 
     def parameters(self):
-        params = [Parameter("weights", self._weights, self._grad_weights)]
+        params = [Parameter("weights", self)]
         if self._bias is not None:
-            params.append(Parameter("bias", self._bias, self._grad_bias))
+            params.append(Parameter("bias", self))
         return params
 
 
@@ -143,14 +169,20 @@ class Linear(WeightedLayer):
     input, output : the last forward's (batch, in) and (batch, out) arrays.
     """
 
+    in_features = fixed("in_features")
+    out_features = fixed("out_features")
+    activation = fixed("activation")
+    dtype = fixed("dtype")
+    device = fixed("device", "'cpu' or 'cuda'; change it with `to`")
+
     def __init__(self, in_features, out_features, *, activation=None, bias=True,
                  dtype=np.float32, rng=None, device="cpu"):
-        self.in_features = check_positive_int(in_features, "in_features")
-        self.out_features = check_positive_int(out_features, "out_features")
+        self._in_features = check_positive_int(in_features, "in_features")
+        self._out_features = check_positive_int(out_features, "out_features")
         self._act = activation_code(activation)
-        self.activation = kernels.ACTIVATION_NAMES[self._act]
-        self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(rng)
+        self._activation = kernels.ACTIVATION_NAMES[self._act]
+        self._dtype = check_dtype(dtype)
+        rng = check_rng(rng)
         fan_in, fan_out = self.in_features, self.out_features
         if self._act == kernels.RELU:
             w_bound = math.sqrt(6.0 / fan_in)
@@ -162,7 +194,7 @@ class Linear(WeightedLayer):
             self.to(device)
 
     def _init(self, weights, bias):
-        self.device = "cpu"
+        self._device = "cpu"
         self._bind(weights, np.zeros_like(weights), bias, None if bias is None else np.zeros_like(bias))
         self.packed_by = None  # the Sequential whose flat buffers hold this layer's arrays
         self.input = None
@@ -200,7 +232,7 @@ class Linear(WeightedLayer):
                    None if self._bias is None else move(self._grad_bias))
         if device == "cuda" and self._bias is None:
             self._bias_or_empty = self._grad_bias_or_empty = _device_copy(np.empty(0, self.dtype))
-        self.device = device
+        self._device = device
         self.input = self.output = None
         return self
 
@@ -260,18 +292,20 @@ class LinearLayer(Linear):
     separate `ReLU()` / `Sigmoid()` layer applies the non-linearity.
     """
 
+    shape = fixed("shape")
+
     def __init__(self, shape, activation="relu", *, dtype=np.float32, rng=None):
         if not isinstance(shape, (tuple, list)) or len(shape) != 2:
             raise ValueError(f"shape must be (in_features, out_features), got {shape!r}")
         fan_in = check_positive_int(shape[0], "shape[0]")
         fan_out = check_positive_int(shape[1], "shape[1]")
         check_choice(activation, "activation", tuple(ACTIVATIONS))
-        self.shape = (fan_in, fan_out)
-        self.in_features, self.out_features = fan_in, fan_out
+        self._shape = (fan_in, fan_out)
+        self._in_features, self._out_features = fan_in, fan_out
         self._act = kernels.IDENTITY
-        self.activation = "identity"
-        self.dtype = check_dtype(dtype)
-        rng = np.random.default_rng(rng)
+        self._activation = "identity"
+        self._dtype = check_dtype(dtype)
+        rng = check_rng(rng)
         gain = math.sqrt(2.0) if activation == "relu" else 1.0
         w_bound = math.sqrt(3.0) * gain / math.sqrt(fan_in)
         self._init(_uniform(rng, w_bound, self.shape, self.dtype),

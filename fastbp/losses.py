@@ -29,11 +29,20 @@ class Loss:
     reductions = ("mean", "sum")
 
     def __init__(self, reduction="mean"):
-        self.reduction = check_choice(reduction, "reduction", self.reductions)
-        self._reduction = kernels.REDUCTIONS.index(reduction)
+        self.reduction = reduction
         self.pred = None
         self.target = None
         self._device_grad = None
+
+    @property
+    def reduction(self):
+        return self._reduction_name
+
+    @reduction.setter
+    def reduction(self, value):
+        # the kernels read the code, fit's history the name: both change together
+        self._reduction = kernels.REDUCTIONS.index(check_choice(value, "reduction", self.reductions))
+        self._reduction_name = value
 
     def __call__(self, pred, target):
         return self.forward(pred, target)

@@ -1,5 +1,7 @@
 """Sequential model: layers in order, a training step and a fit loop."""
+import contextlib
 import math
+import signal
 import sys
 import threading
 import time
@@ -8,10 +10,10 @@ import numpy as np
 from tqdm import tqdm
 
 from . import _fused
-from ._validation import as_float_array, check_positive_int
+from ._validation import check_positive_int, check_rng, numeric_array
 from ._cuda import to_numpy
 from .layers import Activation, Layer
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, check_labels
 from .optim import Optimizer
 
 
@@ -19,19 +21,41 @@ class Sequential(Layer):
     """Layers applied in order; itself a layer (forward / backward / parameters)."""
 
     def __init__(self, *layers):
+        seen = {}
         for i, layer in enumerate(layers):
             if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
                 raise TypeError(f"layers[{i}] must have forward and backward, got {type(layer).__name__}")
-        self.layers = list(layers)
+            if id(layer) in seen:
+                # each layer keeps its own last input and output for backward,
+                # so one object at two places would differentiate at the wrong
+                # input (and two packed copies of one Linear would not stay tied)
+                raise ValueError(f"layers[{i}] is the same {type(layer).__name__} object as "
+                                 f"layers[{seen[id(layer)]}]; fastbp layers hold state between forward "
+                                 f"and backward, so give each place its own instance (e.g. a new ReLU())")
+            seen[id(layer)] = i
+        self._layers = tuple(layers)
         # One thread at a time: the layers keep their last input and output,
         # and the fused path its workspaces, so two threads stepping one model
         # would mix their batches. Public methods take this lock (calls from
         # other threads wait their turn) and call the unlocked _methods.
-        self._lock = threading.Lock()
-        self.device = "cpu"
+        # Re-entrant, so that a fit callback may call evaluate, predict or
+        # train_step on the model it is called from.
+        self._lock = threading.RLock()
+        self._device = "cpu"
         # A stack of Linear layers is packed into flat buffers so that
         # train_step and fit can run the whole network in one compiled call.
         self.fused = _fused.pack(self, self.layers)
+
+    @property
+    def layers(self):
+        """The layers, as a tuple: the flat buffers and the fused step were
+        built for exactly these, so build a new Sequential to change them."""
+        return self._layers
+
+    @property
+    def device(self):
+        """"cpu" or "cuda"; change it with `to`."""
+        return self._device
 
     def __iter__(self):
         return iter(self.layers)
@@ -70,7 +94,7 @@ class Sequential(Layer):
             for layer in self.layers:
                 if hasattr(layer, "to"):
                     layer.to(device)
-            self.device = device
+            self._device = device
             if device == "cpu":
                 self.fused = _fused.pack(self, self.layers)
         return self
@@ -109,8 +133,10 @@ class Sequential(Layer):
         to float rounding for networks no wider than 8 (their batch-inner
         layout sums in another order; kernels/network.py).
         Either way, `backward` overwrites the gradients. A step whose loss is
-        not finite (inf or NaN) changes nothing: it returns the loss without
-        a backward pass or an update.
+        not finite (inf or NaN) changes no parameter: it returns the loss
+        without a backward pass or an update. A step whose loss is finite but
+        whose update is not (overflowing gradients) changes no parameter
+        either and returns inf.
         """
         # acquire / release rather than `with`, and no helper method: each
         # is ~0.05-0.25 us of a ~3-5 us step
@@ -129,8 +155,8 @@ class Sequential(Layer):
         if not math.isfinite(value):
             return value
         self._backward(loss.backward())
-        optimizer.step()
-        return value
+        # inf, as the fused step returns, when the update would not be finite
+        return value if optimizer._step() else math.inf
 
     def _fused_args(self, x, y, loss, optimizer):
         if self.fused is None or not self.fused.uses(optimizer):
@@ -144,7 +170,8 @@ class Sequential(Layer):
         `fastbp.load(path)` reads it back."""
         from .checkpoint import save
 
-        save(self, path)
+        with self._lock:  # arrays and checksum from one step, not from two
+            save(self, path)
 
     def to_torch(self):
         """An equivalent torch.nn.Sequential (needs torch)."""
@@ -154,6 +181,7 @@ class Sequential(Layer):
 
     def evaluate(self, x, y, loss):
         """(loss, accuracy) on (x, y); accuracy is None for regression."""
+        _check_loss(loss)
         with self._lock:
             return self._evaluate(x, y, loss)
 
@@ -198,12 +226,11 @@ class Sequential(Layer):
 
     def _fit(self, x, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, progress, rng,
              callback):
-        if not isinstance(loss, Loss):
-            raise TypeError(f"loss must be a fastbp loss (e.g. fastbp.MSELoss()), got {type(loss).__name__}")
+        _check_loss(loss)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        x = np.asarray(x)
-        y = np.asarray(y)
+        x = numeric_array(x, "x")
+        y = numeric_array(y, "y")
         if x.ndim != 2:
             raise ValueError(f"x must have shape (n, in_features), got {x.shape}")
         if y.shape[:1] != x.shape[:1]:
@@ -213,17 +240,40 @@ class Sequential(Layer):
             raise ValueError(f"x has no samples (shape {x.shape}): there is nothing to fit")
         epochs = check_positive_int(epochs, "epochs")
         batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable as callback(epoch, history), got "
+                            f"{type(callback).__name__}")
         rng = _shuffle_rng(rng) if shuffle or rng is not None else None
-        history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
-        # Fused: data validated once, then each epoch is one compiled call.
+        # Everything is checked before the first update: an error never
+        # leaves the model trained on part of the data.
         fused = self._fused_args(x, y, loss, optimizer)
+        if fused is None:  # the layer path checks targets batch by batch: check them all now
+            self._check_data(x, y, loss, "x", "y")
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise TypeError(f"validation_data must be a pair (x_val, y_val), got "
+                                f"{type(validation_data).__name__}"
+                                + (f" of length {len(validation_data)}"
+                                   if isinstance(validation_data, (tuple, list)) else ""))
+            x_val = numeric_array(validation_data[0], "validation_data[0]")
+            y_val = numeric_array(validation_data[1], "validation_data[1]")
+            if x_val.ndim != 2 or x_val.shape[1] != x.shape[1]:
+                raise ValueError(f"validation_data[0] must have shape (n, {x.shape[1]}) like x, got "
+                                 f"{x_val.shape}")
+            if y_val.shape[:1] != x_val.shape[:1]:
+                raise ValueError(f"validation_data[1] must have {x_val.shape[0]} rows like "
+                                 f"validation_data[0], got shape {y_val.shape}")
+            self._check_data(x_val, y_val, loss, "validation_data[0]", "validation_data[1]")
+            validation_data = (x_val, y_val)
+        history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
         # a forward pass over all of x per epoch, only when it gives an accuracy
         has_accuracy = accuracy_kind(y, loss) is not None
-        with _progress_bar(progress, epochs) as bar:
+        with _progress_bar(progress, epochs) as bar, _HeldInterrupt() as interrupt:
             for epoch in range(epochs):
                 start = time.perf_counter()
                 order = rng.permutation(n) if shuffle else None
                 if fused is not None:
+                    # one compiled call: a Ctrl-C takes effect when it returns
                     total, bad_batch = self.fused.train_epoch(
                         fused[0], fused[1], optimizer, np.arange(n) if order is None else order, batch_size)
                 else:  # not fusable, so train_step would go layer by layer too
@@ -236,6 +286,7 @@ class Sequential(Layer):
                             break
                         rows = min(lo + batch_size, n) - lo
                         total += batch_loss * rows if loss.reduction == "mean" else batch_loss
+                        interrupt.raise_if_pending()
                 if bad_batch >= 0:
                     raise NonFiniteLossError(epoch, bad_batch, batch_size, total, history)
                 history["seconds"].append(time.perf_counter() - start)
@@ -247,9 +298,26 @@ class Sequential(Layer):
                     history["val_accuracy"].append(val_acc)
                 bar.update()
                 bar.set_postfix(loss=f"{history['loss'][-1]:.4g}", refresh=False)
+                interrupt.raise_if_pending()
                 if callback is not None:
-                    callback(epoch, history)
+                    with interrupt.released():
+                        callback(epoch, history)
         return history
+
+    def _check_data(self, x, y, loss, x_name, y_name):
+        """Check that (x, y) fit this model and `loss` with one row's forward
+        pass (which changes no parameter) and a look at every target."""
+        out = to_numpy(self._forward(x[:1]))
+        rows = x.shape[0]
+        if isinstance(loss, CrossEntropyLoss) and y.dtype.kind in "iu":
+            try:
+                check_labels(y, rows, out.shape[1] if out.ndim == 2 else 0)
+            except ValueError as exc:
+                raise ValueError(f"{y_name}: {exc}") from None
+            return
+        want = (rows,) + out.shape[1:]
+        if y.shape != want:
+            raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
 
 
 class _NoBar:
@@ -278,6 +346,55 @@ def _progress_bar(progress, epochs):
     return tqdm(total=epochs, unit="epoch", delay=0.5, leave=False, file=stream)
 
 
+class _HeldInterrupt:
+    """Ctrl-C (SIGINT) during `fit` takes effect between two steps, never
+    inside one: a step updates several arrays (Adam's state, each layer's
+    parameters), and stopping half-way would leave parameters that match no
+    step. The handler is installed only from the main thread and only over
+    Python's default one; elsewhere signals behave as usual."""
+
+    def __enter__(self):
+        self.pending = False
+        self._installed = (threading.current_thread() is threading.main_thread()
+                           and signal.getsignal(signal.SIGINT) is signal.default_int_handler)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._hold)
+        return self
+
+    def _hold(self, signum, frame):
+        self.pending = True
+
+    def raise_if_pending(self):
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def released(self):
+        """Signals as usual meanwhile (around a user's callback, which may block)."""
+        if not self._installed:
+            yield
+            return
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, self._hold)
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._installed:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if exc_type is None:
+            self.raise_if_pending()
+        return False
+
+
+def _check_loss(loss):
+    if not isinstance(loss, Loss):
+        raise TypeError(f"loss must be a fastbp loss (e.g. fastbp.MSELoss()), got {type(loss).__name__} "
+                        f"{loss!r}")
+
+
 _default_rng = None
 
 
@@ -286,26 +403,23 @@ def _shuffle_rng(rng):
     per process: a fresh one draws OS entropy for ~20 us on every fit call."""
     global _default_rng
     if rng is not None:
-        try:
-            return np.random.default_rng(rng)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"rng must be None, an int seed or a np.random.Generator, got "
-                            f"{type(rng).__name__} {rng!r}") from exc
+        return check_rng(rng)
     if _default_rng is None:
         _default_rng = np.random.default_rng()
     return _default_rng
 
 
 class NonFiniteLossError(FloatingPointError):
-    """`fit` met a loss that is inf or NaN; the parameters are those before it."""
+    """`fit` met a loss that is inf or NaN, or an update that would have made
+    a parameter so; the parameters are those from before that batch."""
 
     def __init__(self, epoch, batch, batch_size, loss, history):
         self.epoch, self.batch, self.loss, self.history = epoch, batch, loss, history
         super().__init__(
             f"the loss became {loss} at epoch {epoch}, batch {batch} (samples {batch * batch_size} to "
-            f"{(batch + 1) * batch_size - 1} of the epoch's order); training stopped with the "
-            f"parameters from before that batch. Lower the learning rate or check the data for "
-            f"inf / NaN.")
+            f"{(batch + 1) * batch_size - 1} of the epoch's order), or it stayed finite and the update "
+            f"it gave did not (inf then); training stopped with the parameters from before that "
+            f"batch. Lower the learning rate or check the data for inf / NaN.")
 
 
 def accuracy_kind(y, loss):

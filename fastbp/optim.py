@@ -1,10 +1,24 @@
 """Optimizers over a list of `Parameter`s, updating the layers' arrays in place
-with torch's update rules."""
+with torch's update rules.
+
+Hyper-parameters (`lr`, `momentum`, `betas`, `eps`) may be changed between
+steps, as a schedule or a warm-up does; each assignment is validated like the
+constructor's argument, and state buffers follow (setting a momentum on an
+SGD built without one starts a zero velocity, as torch's first momentum step
+does).
+
+`step()` applies an update only when every value it would write is finite;
+otherwise it changes nothing and raises `NonFiniteUpdateError`.
+"""
 import numpy as np
 
 from . import _cuda, kernels
 from ._validation import check_finite_float
 from .layers import Parameter
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """An optimizer step would have written inf or NaN; nothing was changed."""
 
 
 def _check_params(params):
@@ -46,10 +60,19 @@ def flat_buffer(arrays):
 class Optimizer:
     def __init__(self, params):
         self.params = _check_params(params)
-        self.flat_params = flat_buffer([p.value for p in self.params])
-        self.flat_grads = flat_buffer([p.grad for p in self.params])
-        if self.flat_grads is None:
-            self.flat_params = None
+        self.flat_params = self.flat_grads = None
+        self._find_flat()
+
+    def _find_flat(self):
+        """Whether the parameters now tile one flat buffer (and their
+        gradients another); a Parameter follows its layer's arrays, so this
+        changes when a Sequential built after the optimizer packs the layers."""
+        flat_params = flat_buffer([p.value for p in self.params])
+        flat_grads = flat_buffer([p.grad for p in self.params])
+        if flat_params is None or flat_grads is None:
+            return False
+        self.flat_params, self.flat_grads = flat_params, flat_grads
+        return True
 
     def zero_grad(self):
         for p in self.params:
@@ -58,65 +81,163 @@ class Optimizer:
             else:
                 p.grad.fill(0)
 
+    def step(self):
+        """Update every parameter from its gradient; raises
+        NonFiniteUpdateError, changing nothing, if a new value would not be finite."""
+        if not self._step():
+            raise NonFiniteUpdateError(
+                f"{type(self).__name__}.step: the update would make a parameter or the optimizer's "
+                f"state inf or NaN (gradients overflowed or the learning rate is too large); "
+                f"nothing was changed")
+
 
 class SGD(Optimizer):
-    """p -= lr * v, with v = momentum * v + grad (v = grad when momentum is 0)."""
+    """p -= lr * v, with v = momentum * v + grad (v = grad when momentum is 0).
+
+    This is torch's rule (its `dampening=0`, `nesterov=False`)."""
 
     def __init__(self, params, lr, momentum=0.0):
         super().__init__(params)
-        self.lr = check_finite_float(lr, "lr", minimum=0.0)
-        self.momentum = check_finite_float(momentum, "momentum", minimum=0.0)
-        if self.flat_params is not None:
-            # one buffer for the whole model, updated by one kernel call
-            self.flat_velocity = np.zeros(self.flat_params.size if self.momentum else 0,
-                                          self.flat_params.dtype)
-            return
-        self._velocity = []
-        for p in self.params:
-            velocity = np.zeros(p.value.size if self.momentum else 0, p.value.dtype)
-            self._velocity.append(_cuda.cuda().to_device(velocity) if _on_device(p) else velocity)
+        self.lr = lr
+        self._momentum = 0.0
+        self.flat_velocity = np.zeros(0, self.params[0].value.dtype)
+        # None while the parameters tile one flat buffer (then flat_velocity
+        # is the state), else one velocity per parameter
+        self._velocity = None if self.flat_params is not None else [self._zeros(p, 0) for p in self.params]
         # per CPU parameter, (value, grad, value 1-D, grad 1-D) as last seen:
         # making the 1-D views each step was ~0.4 us a parameter, a quarter of
         # its update at seed sizes
         self._flat_views = [None] * len(self.params)
+        self.momentum = momentum
 
-    def step(self):
-        if self.flat_params is not None:
-            kernels.sgd_update(self.flat_params, self.flat_grads, self.lr, self.momentum,
-                               self.flat_velocity)
-            return
-        for i, (p, v) in enumerate(zip(self.params, self._velocity)):
+    @staticmethod
+    def _zeros(p, size):
+        velocity = np.zeros(size, p.value.dtype)
+        return _cuda.cuda().to_device(velocity) if _on_device(p) else velocity
+
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = check_finite_float(value, "lr", minimum=0.0)
+
+    @property
+    def momentum(self):
+        return self._momentum
+
+    @momentum.setter
+    def momentum(self, value):
+        value = check_finite_float(value, "momentum", minimum=0.0)
+        # The kernels read a velocity of every parameter's size when momentum
+        # is on: a (0,) one would be written past its end. One that exists is
+        # kept (momentum 0 leaves it alone), as torch keeps its buffer.
+        if value and self._velocity is None and self.flat_velocity.size == 0:
+            self.flat_velocity = np.zeros(self.flat_params.size, self.flat_params.dtype)
+        elif value and self._velocity is not None:
+            self._velocity = [v if v.size else self._zeros(p, p.value.size)
+                              for p, v in zip(self.params, self._velocity)]
+        self._momentum = value
+
+    def _adopt_flat(self, flat_params):
+        """Switch to one update over `flat_params` when this optimizer's
+        parameters now tile it (the model packed them after the optimizer was
+        built), keeping the velocity. True when the switch holds."""
+        if self._velocity is None:
+            return self.flat_params is flat_params
+        if any(_on_device(p) for p in self.params) or not self._find_flat():
+            return False
+        if self.flat_params is not flat_params:
+            self.flat_params = self.flat_grads = None
+            return False
+        if self._momentum:
+            self.flat_velocity = np.concatenate([np.asarray(v, self.flat_params.dtype).reshape(-1)
+                                                 for v in self._velocity])
+        self._velocity = None
+        return True
+
+    def _step(self):
+        lr, momentum = self._lr, self._momentum
+        if self._velocity is None:  # one buffer for the whole model, updated by one kernel call
+            if not kernels.sgd_update_is_finite(self.flat_params, self.flat_grads, lr, momentum,
+                                                self.flat_velocity):
+                return False
+            kernels.sgd_update(self.flat_params, self.flat_grads, lr, momentum, self.flat_velocity)
+            return True
+        views = []
+        for i, p in enumerate(self.params):
             value, grad = p.value, p.grad
-            if not _cuda.is_device_array(value):
-                views = self._flat_views[i]
-                if views is None or views[0] is not value or views[1] is not grad:
-                    views = self._flat_views[i] = (value, grad, value.reshape(-1), grad.reshape(-1))
-                kernels.sgd_update(views[2], views[3], self.lr, self.momentum, v)
-            else:
+            if _cuda.is_device_array(value):
+                n = value.size
+                views.append((value.reshape(n), grad.reshape(n)))
+                continue
+            cached = self._flat_views[i]
+            if cached is None or cached[0] is not value or cached[1] is not grad:
+                cached = self._flat_views[i] = (value, grad, value.reshape(-1), grad.reshape(-1))
+            if not kernels.sgd_update_is_finite(cached[2], cached[3], lr, momentum, self._velocity[i]):
+                return False
+            views.append(cached[2:])
+        for p, (value, grad), v in zip(self.params, views, self._velocity):
+            if _cuda.is_device_array(value):
                 from .kernels.cuda import optim as cuda_optim
 
-                n = value.size
-                cuda_optim.sgd_update(value.reshape(n), grad.reshape(n), self.lr, self.momentum, v)
+                cuda_optim.sgd_update(value, grad, lr, momentum, v)
+            else:
+                kernels.sgd_update(value, grad, lr, momentum, v)
+        return True
 
 
 class Adam(Optimizer):
-    """torch.optim.Adam without weight decay."""
+    """torch.optim.Adam without weight decay, in torch's order of operations."""
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
         super().__init__(params)
         if any(_on_device(p) for p in self.params):
             raise RuntimeError("Adam runs on the CPU only for now; use SGD (with momentum) for a model "
                                "on 'cuda'")
-        self.lr = check_finite_float(lr, "lr", minimum=0.0)
-        self.betas = (check_finite_float(betas[0], "betas[0]", minimum=0.0, maximum=0.999999),
-                      check_finite_float(betas[1], "betas[1]", minimum=0.0, maximum=0.999999))
-        self.eps = check_finite_float(eps, "eps", positive=True)
+        self.lr, self.betas, self.eps = lr, betas, eps
         self.step_count = 0
         self._exp_avg = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
         self._exp_avg_sq = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
 
-    def step(self):
-        self.step_count += 1
-        for p, m, v in zip(self.params, self._exp_avg, self._exp_avg_sq):
-            kernels.adam_update(p.value.reshape(-1), p.grad.reshape(-1), self.lr, self.betas[0],
-                                self.betas[1], self.eps, self.step_count, m, v)
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = check_finite_float(value, "lr", minimum=0.0)
+
+    @property
+    def betas(self):
+        return self._betas
+
+    @betas.setter
+    def betas(self, value):
+        if not isinstance(value, (tuple, list)) or len(value) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {value!r}")
+        # beta < 1: at 1 the bias corrections 1 - beta**t are 0 and every step divides by them
+        self._betas = (check_finite_float(value[0], "betas[0]", minimum=0.0, maximum=0.999999),
+                       check_finite_float(value[1], "betas[1]", minimum=0.0, maximum=0.999999))
+
+    @property
+    def eps(self):
+        return self._eps
+
+    @eps.setter
+    def eps(self, value):
+        self._eps = check_finite_float(value, "eps", positive=True)
+
+    def _step(self):
+        step = self.step_count + 1
+        args = [(p.value.reshape(-1), p.grad.reshape(-1), m, v)
+                for p, m, v in zip(self.params, self._exp_avg, self._exp_avg_sq)]
+        (beta1, beta2), lr, eps = self._betas, self._lr, self._eps
+        for value, grad, m, v in args:
+            if not kernels.adam_update_is_finite(value, grad, lr, beta1, beta2, eps, step, m, v):
+                return False
+        for value, grad, m, v in args:
+            kernels.adam_update(value, grad, lr, beta1, beta2, eps, step, m, v)
+        self.step_count = step
+        return True

@@ -17,6 +17,31 @@ from .model import Sequential
 from .optim import SGD, Adam
 
 
+# Labels become one output each (and one-hot columns): a stray label such as
+# 1e12 must be refused before it asks for terabytes.
+MAX_CLASSES = 100_000
+OUTPUTS = ("history.csv", "model.npz", "history.png", "regions.png")
+
+
+def check_output_folder(out_dir):
+    """Refuse an output folder that could not be written after training: a
+    path that is a file, one that cannot be created, one that is not
+    writable, or one whose output names are taken by something else."""
+    out_dir = os.fspath(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ValueError(f"--out {out_dir} exists and is not a folder")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"--out {out_dir}: cannot create the folder ({exc.strerror})") from None
+    if not os.access(out_dir, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out_dir}: the folder is not writable")
+    for name in OUTPUTS:
+        target = os.path.join(out_dir, name)
+        if os.path.isdir(target):
+            raise ValueError(f"--out {out_dir}: {name} exists there and is a folder")
+
+
 def build_classifier(n_features, hidden, n_classes, *, activation="sigmoid", loss="mse", dtype=np.float32,
                      rng=None):
     """A Sequential of Linear layers: `hidden` widths with `activation`, then
@@ -32,7 +57,11 @@ def build_classifier(n_features, hidden, n_classes, *, activation="sigmoid", los
 def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidden=(5,),
                    activation="sigmoid", loss="mse", optimizer="sgd", lr=0.1, momentum=0.0, epochs=400,
                    batch_size=8, seed=0, dtype=np.float32, progress=True, plots=True, log=print):
-    """Train, write the outputs listed above to out_dir, return (model, history)."""
+    """Train, write the outputs listed above to out_dir, return (model, history).
+
+    Everything that could stop the run after training (the output folder,
+    the data, the options) is checked first, so no finished training is lost."""
+    check_output_folder(out_dir)
     x, labels = datasets.load_csv(csv_path)
     if test_csv is not None:
         x_test, labels_test = datasets.load_csv(test_csv)
@@ -42,6 +71,12 @@ def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidde
     else:
         train, test = datasets.train_test_split(x, labels, test_fraction, rng=seed)
     n_classes = int(max(train[1].max(), test[1].max())) + 1
+    if n_classes > MAX_CLASSES:
+        raise ValueError(f"the largest class label is {n_classes - 1}: a classifier would need "
+                         f"{n_classes} outputs (at most {MAX_CLASSES}); labels must be 0, 1, 2, ...")
+    if len(np.unique(np.concatenate([train[1], test[1]]))) < 2:
+        raise ValueError(f"{csv_path}: every sample has the label {int(train[1][0])}; a classifier needs "
+                         f"at least two classes")
     if loss == "mse":
         loss_fn = MSELoss(reduction="half_sum")
         targets = [datasets.one_hot(part[1], n_classes, dtype) for part in (train, test)]

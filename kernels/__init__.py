@@ -12,7 +12,7 @@ from .losses import (HALF_SUM, MEAN, REDUCTIONS, SUM, bce_backward, bce_forward,
                      bce_with_logits_backward, bce_with_logits_forward, mse_backward,
                      mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward,
                      softmax_cross_entropy_backward, softmax_cross_entropy_forward)
-from .optim import adam_update, sgd_update
+from .optim import adam_update, adam_update_is_finite, sgd_update, sgd_update_is_finite
 
 __all__ = [
     "IDENTITY", "SIGMOID", "RELU", "TANH", "ACTIVATION_NAMES",
@@ -23,5 +23,5 @@ __all__ = [
     "bce_with_logits_forward", "bce_with_logits_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
     "soft_cross_entropy_forward", "soft_cross_entropy_backward",
-    "sgd_update", "adam_update",
+    "sgd_update", "sgd_update_is_finite", "adam_update", "adam_update_is_finite",
 ]

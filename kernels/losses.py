@@ -110,16 +110,37 @@ def bce_with_logits_backward(logits, target, reduction, grad_logits):
 # of kernels for each.
 
 @jit
-def _row_logsumexp(logits, i):
+def _row_max_sumexp(logits, i):
+    """(m, s): the row's maximum and s = sum_c exp(z_c - m), in float64; s is
+    NaN when m is not finite."""
     row_max = -np.inf
     for c in range(logits.shape[1]):
         row_max = max(row_max, np.float64(logits[i, c]))
     if not np.isfinite(row_max):
-        return row_max if row_max == row_max else np.nan
+        return (row_max if row_max == row_max else np.nan), np.nan
     total = 0.0
     for c in range(logits.shape[1]):
         total += np.exp(np.float64(logits[i, c]) - row_max)
+    return row_max, total
+
+
+@jit
+def _row_logsumexp(logits, i):
+    row_max, total = _row_max_sumexp(logits, i)
+    if not np.isfinite(row_max):
+        return row_max
     return row_max + np.log(total)
+
+
+@jit
+def _softmax(logits, i, c, row_max, total):
+    """softmax(z)_c as exp(z_c - m) / s: exp(z_c - logsumexp) would lose
+    log(s) to absorption once |m| dwarfs it (1e16 in float64), turning two
+    tied maxima's 0.5 into 1."""
+    z = np.float64(logits[i, c])
+    if not np.isfinite(row_max):
+        return np.exp(z - row_max)  # inf / NaN rows: NaN or 0, as numpy gives
+    return np.exp(z - row_max) / total
 
 
 # logits (B, C), labels (B,) int, reduction
@@ -132,15 +153,18 @@ def softmax_cross_entropy_forward(logits, labels, reduction):
 
 
 # logits (B, C), labels (B,) int, reduction -> grad_logits (B, C)
+# scale * (softmax - onehot) in float64, rounded once to the gradient's dtype:
+# rounding scale first left float32(1/B) - 1/B behind where softmax is 1.
 @jit
 def softmax_cross_entropy_backward(logits, labels, reduction, grad_logits):
     batch = logits.shape[0]
     scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
     for i in range(batch):
-        lse = _row_logsumexp(logits, i)
+        row_max, total = _row_max_sumexp(logits, i)
+        label = labels[i]
         for c in range(logits.shape[1]):
-            grad_logits[i, c] = scale * np.exp(np.float64(logits[i, c]) - lse)
-        grad_logits[i, labels[i]] -= scale
+            softmax = _softmax(logits, i, c, row_max, total)
+            grad_logits[i, c] = scale * (softmax - 1.0 if c == label else softmax)
 
 
 # logits (B, C), target_probs (B, C), reduction
@@ -163,10 +187,10 @@ def soft_cross_entropy_backward(logits, target_probs, reduction, grad_logits):
     batch = logits.shape[0]
     scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
     for i in range(batch):
-        lse = _row_logsumexp(logits, i)
+        row_max, total = _row_max_sumexp(logits, i)
         target_mass = 0.0
         for c in range(logits.shape[1]):
             target_mass += np.float64(target_probs[i, c])
         for c in range(logits.shape[1]):
-            softmax = np.exp(np.float64(logits[i, c]) - lse)
+            softmax = _softmax(logits, i, c, row_max, total)
             grad_logits[i, c] = scale * (softmax * target_mass - np.float64(target_probs[i, c]))

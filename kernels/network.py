@@ -30,7 +30,7 @@ from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward)
-from .optim import sgd_update
+from .optim import sgd_update, sgd_update_is_finite
 
 MSE, BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT = 0, 1, 2, 3, 4
 
@@ -214,6 +214,17 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
                         view2d(delta, 0, n_out, batch), _weights(table, grads, l), _bias(table, grads, l),
                         grad_in_t)
         grad_t = grad_in_t
+    return _apply_sgd(params, grads, lr, momentum, velocity, value)
+
+
+# The update, only when everything it writes is finite: a finite loss can
+# still give gradients that overflow (a float64 loss of 9e61 while float32
+# gradients reach inf). Returns the loss, or inf when the update was refused,
+# so that a caller sees a non-finite step in either case.
+@jit
+def _apply_sgd(params, grads, lr, momentum, velocity, value):
+    if not sgd_update_is_finite(params, grads, lr, momentum, velocity):
+        return np.inf
     sgd_update(params, grads, lr, momentum, velocity)
     return value
 
@@ -236,7 +247,7 @@ def check_shapes(table, x, target, labels, loss_code, work):
 
 
 # x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
-# unless the loss is not finite. work: >= B * workspace_per_row(table) values.
+# unless the loss or the update is not finite (then inf or the loss is returned). work: >= B * workspace_per_row(table) values.
 # Raises ShapeMismatch (changing nothing) when the shapes do not fit.
 @jit
 def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
@@ -263,8 +274,7 @@ def batch_major_train_step(table, params, grads, velocity, x, target, labels, lo
         # a step on an inf / NaN loss would poison every parameter: change nothing
         return value
     network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
-    sgd_update(params, grads, lr, momentum, velocity)
-    return value
+    return _apply_sgd(params, grads, lr, momentum, velocity, value)
 
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /

@@ -54,17 +54,31 @@ def elementwise_kernel(dtype):
 def cross_entropy_kernel(dtype, soft):
     element = float32 if dtype == "float32" else float64
 
+    # as kernels/losses.py: softmax as exp(z - max) / sum, never exp(z - logsumexp)
     @cuda.jit(device=True)
-    def row_logsumexp(logits, i):
+    def row_max_sumexp(logits, i):
         row_max = -math.inf
         for c in range(logits.shape[1]):
             row_max = max(row_max, float64(logits[i, c]))
         if math.isinf(row_max) or math.isnan(row_max):
-            return row_max
+            return row_max, math.nan
         total = 0.0
         for c in range(logits.shape[1]):
             total += math.exp(float64(logits[i, c]) - row_max)
+        return row_max, total
+
+    @cuda.jit(device=True)
+    def row_logsumexp(row_max, total):
+        if math.isinf(row_max) or math.isnan(row_max):
+            return row_max
         return row_max + math.log(total)
+
+    @cuda.jit(device=True)
+    def softmax(logits, i, c, row_max, total):
+        z = float64(logits[i, c])
+        if math.isinf(row_max) or math.isnan(row_max):
+            return math.exp(z - row_max)
+        return math.exp(z - row_max) / total
 
     @cuda.jit
     def with_labels(logits, labels, targets, scale, terms, grad):
@@ -79,18 +93,20 @@ def cross_entropy_kernel(dtype, soft):
             for c in range(logits.shape[1]):
                 grad[i, c] = element(math.nan)
             return
-        lse = row_logsumexp(logits, i)
-        terms[i] = lse - float64(logits[i, label])
+        row_max, sum_exp = row_max_sumexp(logits, i)
+        terms[i] = row_logsumexp(row_max, sum_exp) - float64(logits[i, label])
         for c in range(logits.shape[1]):
-            grad[i, c] = element(scale * math.exp(float64(logits[i, c]) - lse))
-        grad[i, label] -= element(scale)
+            p = softmax(logits, i, c, row_max, sum_exp)
+            # rounded once: float32(scale) - scale would remain where p is 1
+            grad[i, c] = element(scale * (p - 1.0 if c == label else p))
 
     @cuda.jit
     def with_probabilities(logits, labels, targets, scale, terms, grad):
         i = cuda.grid(1)
         if i >= logits.shape[0]:
             return
-        lse = row_logsumexp(logits, i)
+        row_max, sum_exp = row_max_sumexp(logits, i)
+        lse = row_logsumexp(row_max, sum_exp)
         total, mass = 0.0, 0.0
         for c in range(logits.shape[1]):
             t = float64(targets[i, c])
@@ -99,8 +115,8 @@ def cross_entropy_kernel(dtype, soft):
                 total -= t * (float64(logits[i, c]) - lse)
         terms[i] = total
         for c in range(logits.shape[1]):
-            softmax = math.exp(float64(logits[i, c]) - lse)
-            grad[i, c] = element(scale * (softmax * mass - float64(targets[i, c])))
+            p = softmax(logits, i, c, row_max, sum_exp)
+            grad[i, c] = element(scale * (p * mass - float64(targets[i, c])))
 
     return with_probabilities if soft else with_labels
 
