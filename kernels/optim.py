@@ -38,18 +38,18 @@ def sgd_update(param, grad, lr, momentum, velocity):
 @jit_sum
 def sgd_update_is_finite(param, grad, lr, momentum, velocity):
     lr_t = param.dtype.type(lr)
-    bad = 0.0
+    bad = param.dtype.type(0)  # in the parameter's dtype: a float64 sum would convert every term
     if momentum == 0.0:
         for i in range(param.shape[0]):
             p = param[i] - lr_t * grad[i]
             bad += p - p
-        return bad == 0.0
+        return bad == 0
     momentum_t = param.dtype.type(momentum)
     for i in range(param.shape[0]):
         v = momentum_t * velocity[i] + grad[i]
         p = param[i] - lr_t * v
         bad += (p - p) + (v - v)
-    return bad == 0.0
+    return bad == 0
 
 
 # param (n,), grad (n,), step >= 1, exp_avg (n,), exp_avg_sq (n,)
@@ -83,11 +83,11 @@ def adam_update(param, grad, lr, beta1, beta2, eps, step, exp_avg, exp_avg_sq):
 @jit_sum
 def adam_update_is_finite(param, grad, lr, beta1, beta2, eps, step, exp_avg, exp_avg_sq):
     w1, beta2_t, w2, eps_t, neg_step, bc2_sqrt = _adam_constants(param, lr, beta1, beta2, eps, step)
-    bad = 0.0
+    bad = param.dtype.type(0)
     for i in range(param.shape[0]):
         g = grad[i]
         m = exp_avg[i] + w1 * (g - exp_avg[i])
         v = beta2_t * exp_avg_sq[i] + w2 * g * g
         p = param[i] + neg_step * m / (np.sqrt(v) / bc2_sqrt + eps_t)
         bad += (p - p) + (m - m) + (v - v)
-    return bad == 0.0
+    return bad == 0

@@ -93,6 +93,24 @@ def test_device_sum_is_exact_and_order_fixed_over_many_blocks():
     np.testing.assert_allclose(first, terms.sum(), rtol=1e-12)
 
 
+@pytest.mark.parametrize("dtype, big", [(np.float64, 1e16), (np.float64, 1e300), (np.float32, 3e38)])
+@pytest.mark.parametrize("soft", [False, True])
+def test_cross_entropy_gradient_on_cuda_with_tied_huge_logits(dtype, big, soft):
+    # softmax as exp(z - max) / sum: exp(z - logsumexp) turned the tied 0.5s into 1
+    logits = np.array([[big, big, 0.0], [0.0, 1.0, 2.0]], dtype)
+    labels = np.array([0, 2])
+    target = cuda.to_device(fastbp.one_hot(labels, 3, dtype)) if soft else labels
+    loss = fastbp.CrossEntropyLoss()
+    loss.forward(cuda.to_device(logits), target)
+    cpu = fastbp.CrossEntropyLoss()
+    cpu.forward(logits, labels)
+    np.testing.assert_allclose(fastbp.to_numpy(loss.backward()), cpu.backward(), rtol=1e-6, atol=0)
+    assert fastbp.to_numpy(loss.backward())[0, 1] == pytest.approx(0.25, rel=1e-6)
+    # rounded once: no float32(1/B) - 1/B residue on the true class of a one-class row
+    loss.forward(cuda.to_device(np.zeros((3, 1), dtype)), np.zeros(3, np.int64))
+    assert np.all(fastbp.to_numpy(loss.backward()) == 0)
+
+
 def test_invalid_gpu_labels_give_nan_not_a_stray_read():
     logits = cuda.to_device(np.zeros((2, 3)))
     labels = cuda.to_device(np.array([0, 7]))

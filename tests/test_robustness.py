@@ -625,3 +625,155 @@ def test_a_bad_numba_environment_is_named_at_import(env, match):
     assert result.returncode != 0
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: fastbp:") and match in last
+
+
+# -- fuzzing the classes above ------------------------------------------------------
+# Fixed budgets: together these run in well under a minute.
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+STATEFUL = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+
+_BAD_FLOATS = [float("nan"), float("inf"), -float("inf"), -1.0, "0.1", None, True, [0.1]]
+_OPERATIONS = st.one_of(
+    st.tuples(st.just("lr"), st.one_of(st.floats(0.0, 0.5), st.sampled_from(_BAD_FLOATS))),
+    st.tuples(st.just("momentum"), st.one_of(st.sampled_from([0.0, 0.5, 0.9]), st.sampled_from(_BAD_FLOATS))),
+    st.tuples(st.just("reduction"), st.sampled_from(["mean", "sum", "max", None, "Sum"])),
+    st.tuples(st.just("step"), st.integers(1, 9)),
+)
+
+
+@STATEFUL
+@given(operations=st.lists(_OPERATIONS, min_size=1, max_size=12), fused=st.booleans())
+def test_fuzz_hyper_parameters_changed_between_steps_follow_torch(operations, fused):
+    """Any sequence of lr / momentum / reduction changes and steps: invalid
+    values are refused and change nothing, valid ones act as in torch."""
+    model = _net(dtype=np.float64, widths=(3, 4, 2))
+    reference = model.to_torch()
+    x, y = _data(9, widths=(3, 4, 2))
+    x, y = x.astype(np.float64), y.astype(np.float64)
+    opt = fastbp.SGD(model.parameters() if fused else model.parameters()[::-1], lr=0.1)
+    torch_opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.0)
+    loss = fastbp.MSELoss()
+    for name, value in operations:
+        if name == "step":
+            model.train_step(x[:value], y[:value], loss, opt)
+            torch_opt.zero_grad()
+            torch.nn.MSELoss(reduction=loss.reduction)(reference(torch.from_numpy(x[:value])),
+                                                       torch.from_numpy(y[:value])).backward()
+            torch_opt.step()
+            continue
+        target = loss if name == "reduction" else opt
+        valid = (value in ("mean", "sum") if name == "reduction"
+                 else isinstance(value, float) and np.isfinite(value) and value >= 0)
+        if not valid:
+            before = getattr(target, name)
+            with pytest.raises((ValueError, TypeError)):
+                setattr(target, name, value)
+            assert getattr(target, name) == before
+            continue
+        setattr(target, name, value)
+        if name != "reduction":
+            torch_opt.param_groups[0][name] = value
+    got = fastbp.from_torch(reference)
+    for mine, theirs in zip(model.parameters(), got.parameters()):
+        np.testing.assert_allclose(mine.value, theirs.value, rtol=1e-10, atol=1e-12)
+
+
+_HOSTILE_VALUES = [0, -1, 10 ** 6, 10 ** 12, 2.5, "relu", "x", None, True, [], [3], [1, 2, 3], {}, "float16"]
+
+
+@STATEFUL
+@given(layer=st.integers(0, 3), key=st.sampled_from(["type", "in_features", "out_features", "activation",
+                                                      "bias", "dtype", "stride", "padding", "kernel_size",
+                                                      "in_channels", "out_channels", "shape"]),
+       value=st.sampled_from(_HOSTILE_VALUES))
+def test_fuzz_tampered_architecture_is_always_refused(tmp_path_factory, layer, key, value):
+    folder = tmp_path_factory.mktemp("tamper")
+    model = _conv_model()
+    model.save(folder / "m.npz")
+    spec_before = None
+
+    def edit(meta):
+        nonlocal spec_before
+        spec_before = dict(meta["layers"][layer])
+        meta["layers"][layer][key] = value
+    _rewrite(folder / "m.npz", folder / "t.npz", edit_meta=edit)
+    if spec_before.get(key, object()) == value and type(spec_before.get(key)) is type(value):
+        return  # not an edit
+    with pytest.raises(ValueError, match="not a valid fastbp checkpoint"):
+        fastbp.load(folder / "t.npz")
+
+
+@STATEFUL
+@given(picks=st.lists(st.integers(0, 4), min_size=1, max_size=7))
+def test_fuzz_shared_layer_instances_are_refused_exactly_when_repeated(picks):
+    pool = [fastbp.ReLU(), fastbp.Tanh(), fastbp.Sigmoid(), fastbp.Linear(3, 3, rng=0), fastbp.Scale(3)]
+    layers = [pool[i] for i in picks]
+    if len(set(picks)) < len(picks):
+        with pytest.raises(ValueError, match="same .* object"):
+            fastbp.Sequential(*layers)
+    else:
+        model = fastbp.Sequential(*layers)
+        x = np.random.default_rng(0).standard_normal((4, 3))
+        torch_model = model.to_torch() if 4 not in picks else None
+        out = model.forward(x)
+        if torch_model is not None:
+            np.testing.assert_allclose(out, torch_model(torch.from_numpy(x.astype(np.float32))).detach().numpy(),
+                                       rtol=1e-5, atol=1e-6)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
+@given(at=st.integers(1, 16), batch_size=st.sampled_from([4, 5, 16]))
+def test_fuzz_ctrl_c_anywhere_in_an_adam_fit_stops_at_a_step_boundary(at, batch_size):
+    x, y = _data()
+    updates = []
+    real_update = fastbp.kernels.adam_update
+
+    def adam_update(*args):
+        real_update(*args)
+        updates.append(1)
+        if len(updates) == at:
+            signal.raise_signal(signal.SIGINT)
+    model = _net()
+    opt = fastbp.Adam(model.parameters(), lr=0.01)
+    fastbp.kernels.adam_update = adam_update
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=20, batch_size=batch_size,
+                      shuffle=False)
+    finally:
+        fastbp.kernels.adam_update = real_update
+    steps = -(-at // 4)  # the step the signal arrived in is finished
+    assert opt.step_count == steps
+    reference = _net()
+    ref_opt = fastbp.Adam(reference.parameters(), lr=0.01)
+    starts = [lo for _ in range(20) for lo in range(0, 16, batch_size)]
+    for lo in starts[:steps]:
+        reference.train_step(x[lo:lo + batch_size], y[lo:lo + batch_size], fastbp.MSELoss(), ref_opt)
+    assert _same(_params(model), _params(reference))
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
+@given(actions=st.lists(st.sampled_from(["evaluate", "predict", "forward", "train_step", "save", "fit"]),
+                        min_size=1, max_size=4))
+def test_fuzz_re_entrant_callbacks_never_deadlock(tmp_path_factory, actions):
+    folder = tmp_path_factory.mktemp("callback")
+    model = _net()
+    x, y = _data()
+    opt = fastbp.SGD(model.parameters(), lr=0.05)
+    loss = fastbp.MSELoss()
+    calls = {"evaluate": lambda: model.evaluate(x, y, loss), "predict": lambda: model.predict(x),
+             "forward": lambda: model.forward(x), "train_step": lambda: model.train_step(x, y, loss, opt),
+             "save": lambda: model.save(folder / "m.npz"),
+             "fit": lambda: model.fit(x, y, loss=loss, optimizer=opt, epochs=1)}
+
+    def callback(epoch, history):
+        for action in actions:
+            calls[action]()
+    worker = threading.Thread(target=lambda: model.fit(x, y, loss=loss, optimizer=opt, epochs=2,
+                                                       callback=callback), daemon=True)
+    worker.start()
+    worker.join(60)
+    assert not worker.is_alive(), f"deadlock with callback actions {actions}"

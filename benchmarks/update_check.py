@@ -1,0 +1,63 @@
+"""What the finite-update check costs in a fused training step.
+
+Before applying an update the compiled step computes it once without writing
+(kernels/optim.py `sgd_update_is_finite`), so that an overflowing update
+changes nothing. This times that pass on a network's flat buffers against the
+whole step, for the README's known limits.
+
+Run: python benchmarks/update_check.py (about 20 s). Medians of interleaved
+rounds; the machine is shared, so compare within one run.
+"""
+import statistics
+import time
+
+import numpy as np
+
+import fastbp
+from fastbp import SGD, MSELoss
+from fastbp.bench import build, machine
+from fastbp.kernels import sgd_update_is_finite
+
+CASES = [((2, 5, 3), ("sigmoid", "sigmoid"), 210),
+         ((64, 128, 128, 10), ("relu", "relu", "identity"), 32),
+         ((64, 512, 512, 10), ("relu", "relu", "identity"), 256),
+         ((784, 256, 256, 10), ("relu", "relu", "identity"), 256)]
+
+
+def _us(call, repeats):
+    start = time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.perf_counter() - start) / repeats * 1e6
+
+
+def main(rounds=9):
+    print(f"{machine()}\n")
+    print("| network, batch | step (us) | check (us) | check / step |")
+    print("|---|---|---|---|")
+    for widths, acts, batch in CASES:
+        model = build(widths, acts)
+        rng = np.random.default_rng(0)
+        x = rng.standard_normal((batch, widths[0])).astype(np.float32)
+        y = rng.standard_normal((batch, widths[-1])).astype(np.float32)
+        opt = SGD(model.parameters(), lr=1e-4, momentum=0.9)
+        loss = MSELoss()
+        fused = model.fused
+
+        def step():
+            model.train_step(x, y, loss, opt)
+
+        def check():
+            sgd_update_is_finite(fused.params, fused.grads, opt.lr, opt.momentum, opt.flat_velocity)
+        step(), check()
+        repeats = max(5, int(2e4 / max(_us(step, 3), 1)))
+        steps, checks = [], []
+        for _ in range(rounds):  # interleaved
+            steps.append(_us(step, repeats))
+            checks.append(_us(check, repeats))
+        s, c = statistics.median(steps), statistics.median(checks)
+        print(f"| {'-'.join(map(str, widths))} b{batch} | {s:.1f} | {c:.2f} | {c / s:.1%} |")
+
+
+if __name__ == "__main__":
+    main()
