@@ -251,9 +251,10 @@ def _read_checked(archive, file_bytes, bad):
     info = members.pop("fastbp.json")
     if info.file_size > MAX_JSON_BYTES:
         raise bad(f"its architecture entry takes {info.file_size} bytes")
+    shape, dtype, data_bytes = _npy_header(archive, info)
+    if dtype.kind != "U" or shape != () or data_bytes != dtype.itemsize:
+        raise bad(f"fastbp.json is not one JSON string (a {dtype}{shape} array of {data_bytes} bytes)")
     text = _read_npy(archive, info)
-    if text.dtype.kind != "U" or text.shape != ():
-        raise bad("fastbp.json is not a JSON string")
     try:
         meta = json.loads(str(text))
     except ValueError as exc:

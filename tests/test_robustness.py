@@ -777,3 +777,33 @@ def test_fuzz_re_entrant_callbacks_never_deadlock(tmp_path_factory, actions):
     worker.start()
     worker.join(60)
     assert not worker.is_alive(), f"deadlock with callback actions {actions}"
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(member=st.sampled_from(["fastbp.json.npy", "layers.0.weights.npy", "layers.0.bias.npy",
+                               "layers.1.weights.npy"]),
+       claim=st.sampled_from(["(100000, 100000)", "(10000000000,)", "(2, 5, 1000000)", "()",
+                              "(99999999999999, 99999999999999)", "(-1,)"]),
+       compress=st.booleans())
+def test_fuzz_size_bombs_are_refused_before_allocating(tmp_path_factory, member, claim, compress):
+    """A member whose .npy header claims another shape, stored or deflated:
+    always ValueError, never a MemoryError or a long read."""
+    folder = tmp_path_factory.mktemp("bomb")
+    _net().save(folder / "m.npz")
+    method = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    with zipfile.ZipFile(folder / "m.npz") as src, zipfile.ZipFile(folder / "b.npz", "w", method) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == member:
+                header_end = data.index(b"\n") + 1
+                header = data[:header_end].decode("latin1")
+                start = header.index("'shape': ") + len("'shape': ")
+                end = header.index(")", start) + 1
+                if header[start:end] == claim:
+                    return  # not an edit
+                fake = header[:start] + claim + header[end:]
+                fake = fake[:-1].ljust(len(header) - 1)[:len(header) - 1] + "\n"
+                data = fake.encode("latin1") + data[header_end:]
+            dst.writestr(info.filename, data)
+    with pytest.raises(ValueError, match="not a valid fastbp checkpoint"):
+        fastbp.load(folder / "b.npz")
