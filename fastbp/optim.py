@@ -74,6 +74,14 @@ class Optimizer:
         self.flat_params, self.flat_grads = flat_params, flat_grads
         return True
 
+    @property
+    def lr(self):
+        return self._lr
+
+    @lr.setter
+    def lr(self, value):
+        self._lr = check_finite_float(value, "lr", minimum=0.0)
+
     def zero_grad(self):
         for p in self.params:
             if _on_device(p):
@@ -114,14 +122,6 @@ class SGD(Optimizer):
     def _zeros(p, size):
         velocity = np.zeros(size, p.value.dtype)
         return _cuda.cuda().to_device(velocity) if _on_device(p) else velocity
-
-    @property
-    def lr(self):
-        return self._lr
-
-    @lr.setter
-    def lr(self, value):
-        self._lr = check_finite_float(value, "lr", minimum=0.0)
 
     @property
     def momentum(self):
@@ -200,14 +200,6 @@ class Adam(Optimizer):
         self.step_count = 0
         self._exp_avg = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
         self._exp_avg_sq = [np.zeros(p.value.size, p.value.dtype) for p in self.params]
-
-    @property
-    def lr(self):
-        return self._lr
-
-    @lr.setter
-    def lr(self, value):
-        self._lr = check_finite_float(value, "lr", minimum=0.0)
 
     @property
     def betas(self):

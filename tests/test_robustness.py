@@ -461,22 +461,25 @@ def test_fit_on_the_layer_path_checks_every_target_before_training():
 
 # -- Ctrl-C lands between steps ------------------------------------------------------
 
+def _interrupting_adam_update(at, updates, real_update=fastbp.kernels.adam_update):
+    """kernels.adam_update, sending SIGINT to this process after its `at`-th call."""
+    def adam_update(*args):
+        real_update(*args)
+        updates.append(1)
+        if len(updates) == at:
+            signal.raise_signal(signal.SIGINT)
+    return adam_update
+
+
 def test_ctrl_c_during_fit_stops_after_a_whole_step(monkeypatch):
     # Adam updates parameter by parameter; SIGINT arrives after the second
     # of the four updates of the third step and must wait for its end
     assert threading.current_thread() is threading.main_thread()
     x, y = _data()
     updates = []
-    real_update = fastbp.kernels.adam_update
-
-    def adam_update(*args):
-        real_update(*args)
-        updates.append(1)
-        if len(updates) == 2 * 4 + 2:
-            signal.raise_signal(signal.SIGINT)
     model = _net()
     opt = fastbp.Adam(model.parameters(), lr=0.01)
-    monkeypatch.setattr(fastbp.kernels, "adam_update", adam_update)
+    monkeypatch.setattr(fastbp.kernels, "adam_update", _interrupting_adam_update(2 * 4 + 2, updates))
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=3, batch_size=4, shuffle=False)
     monkeypatch.undo()
@@ -728,17 +731,10 @@ def test_fuzz_shared_layer_instances_are_refused_exactly_when_repeated(picks):
 @given(at=st.integers(1, 16), batch_size=st.sampled_from([4, 5, 16]))
 def test_fuzz_ctrl_c_anywhere_in_an_adam_fit_stops_at_a_step_boundary(at, batch_size):
     x, y = _data()
-    updates = []
-    real_update = fastbp.kernels.adam_update
-
-    def adam_update(*args):
-        real_update(*args)
-        updates.append(1)
-        if len(updates) == at:
-            signal.raise_signal(signal.SIGINT)
     model = _net()
     opt = fastbp.Adam(model.parameters(), lr=0.01)
-    fastbp.kernels.adam_update = adam_update
+    real_update = fastbp.kernels.adam_update
+    fastbp.kernels.adam_update = _interrupting_adam_update(at, [])
     try:
         with pytest.raises(KeyboardInterrupt):
             model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=20, batch_size=batch_size,
