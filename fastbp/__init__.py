@@ -9,13 +9,11 @@ check_environment()  # before numba reads NUMBA_NUM_THREADS / NUMBA_DISABLE_JIT
 
 from . import datasets, kernels  # noqa: E402
 from ._cuda import to_numpy
-from .checkpoint import load
 from .conv import Conv2D, Flatten, Scale
 from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
-from .interop import from_torch, to_torch
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .model import NonFiniteLossError, Sequential
+from .model import NonFiniteLossError, Sequential, from_torch, load, save, to_torch
 from .optim import SGD, Adam, NonFiniteUpdateError
 from .threads import _from_environment, get_num_threads, set_deterministic, set_num_threads
 
@@ -25,7 +23,7 @@ _from_environment()  # FASTBP_DETERMINISTIC=1
 
 __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
-    "batches", "load", "from_torch", "to_torch", "to_numpy",
+    "batches", "load", "save", "from_torch", "to_torch", "to_numpy",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

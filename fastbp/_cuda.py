@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from ._validation import _shape_text, as_float_array
+from ._validation import _shape_text, as_float_array, check_labels
 
 DEVICES = ("cpu", "cuda")
 
@@ -73,8 +73,6 @@ def as_device_labels(x, name, batch, classes):
             raise TypeError(f"{name} must be int64 class indices of shape ({batch},) on the GPU, got "
                             f"{arr.dtype} {tuple(arr.shape)}")
         return arr
-    from .losses import check_labels
-
     return numba_cuda.to_device(check_labels(np.asarray(x), batch, classes))
 
 

@@ -11,7 +11,8 @@ from . import kernels
 from .kernels import network
 from ._validation import as_float_array
 from .layers import Linear
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, check_labels
+from ._validation import check_labels
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .optim import SGD
 
 

@@ -116,3 +116,14 @@ def float_dtype_of(x, name):
     if arr.dtype == np.float32:
         return arr.dtype
     return np.dtype(np.float64)
+
+
+def check_labels(target, batch, classes):
+    """Integer class indices as a (batch,) int64 array, each in [0, classes)."""
+    labels = np.asarray(target, dtype=np.int64, order="C")  # keeps a 0-d target 0-d: refused
+    if labels.shape != (batch,):
+        raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
+    if labels.size and (labels.min() < 0 or labels.max() >= classes):
+        raise ValueError(f"target class indices must lie in [0, {classes - 1}], got "
+                         f"values in [{labels.min()}, {labels.max()}]")
+    return labels

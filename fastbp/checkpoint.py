@@ -1,4 +1,8 @@
-"""Checkpoints: `model.save(path)` and `fastbp.load(path)`.
+"""Checkpoints: `fastbp.save(model, path)` (or `model.save(path)`) and `fastbp.load(path)`.
+
+This module reads and writes lists of layers; each layer type describes
+itself (`Layer.config`, `from_config`, `parameter_shapes` in layers.py), so
+nothing here knows one type from another.
 
 Layout: an uncompressed numpy ``.npz`` (a zip of ``.npy`` files) holding
     fastbp.json       the architecture, as a 0-d unicode array of JSON:
@@ -23,7 +27,6 @@ a symbolic link is followed (its target is replaced, the link kept).
 import contextlib
 import hashlib
 import json
-import numbers
 import os
 import secrets
 import struct
@@ -32,96 +35,33 @@ import zlib
 
 import numpy as np
 
-from .conv import Conv2D, Flatten, Scale
-from .layers import ACTIVATIONS, Linear, ReLU, Sigmoid, Tanh
-from .model import Sequential
+from ._cuda import to_numpy
+
+from . import conv  # noqa: F401  (registers Conv2D, Scale, Flatten)
+from .layers import LAYER_TYPES, SAVED_AS
 
 FORMAT, VERSION = "fastbp-checkpoint", 2
 READABLE_VERSIONS = (1, 2)
 MAX_JSON_BYTES = 16 << 20  # the architecture entry; a real one is a few hundred bytes a layer
-ACTIVATION_LAYERS = {"ReLU": ReLU, "Sigmoid": Sigmoid, "Tanh": Tanh, "Flatten": Flatten}
 
 
 def _spec(layer):
     """(JSON description, {name: array}) of one layer."""
-    if isinstance(layer, Linear):
-        spec = {"type": "Linear", "in_features": layer.in_features, "out_features": layer.out_features,
-                "activation": layer.activation, "bias": layer.bias is not None, "dtype": layer.dtype.name}
-    elif isinstance(layer, Conv2D):
-        spec = {"type": "Conv2D", "in_channels": layer.in_channels, "out_channels": layer.out_channels,
-                "kernel_size": list(layer.kernel_size), "stride": list(layer.stride),
-                "padding": list(layer.padding), "activation": layer.activation,
-                "bias": layer.bias is not None, "dtype": layer.dtype.name}
-    elif isinstance(layer, Scale):
-        spec = {"type": "Scale", "shape": list(layer.shape), "dtype": layer.dtype.name}
-    elif type(layer).__name__ in ACTIVATION_LAYERS and type(layer) is ACTIVATION_LAYERS[type(layer).__name__]:
-        spec = {"type": type(layer).__name__}
-    else:
+    name = SAVED_AS.get(type(layer))
+    if name is None:
+        # a subclass may compute something else than the type it derives from
         raise TypeError(f"cannot save a {type(layer).__name__} layer; checkpoints hold "
-                        f"Linear, Conv2D, Scale, {', '.join(ACTIVATION_LAYERS)}")
-    return spec, {p.name: p.value for p in layer.parameters()}
+                        f"{', '.join(LAYER_TYPES)} (register a new layer type with fastbp.layers.register)")
+    return {"type": name, **layer.config()}, {p.name: p.value for p in layer.parameters()}
 
 
-def _int(spec, key, minimum=1):
-    value = spec[key]
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"{key} must be an int >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _ints(spec, key, count, minimum):
-    values = spec[key]
-    if not isinstance(values, list) or len(values) != count:
-        raise ValueError(f"{key} must be a list of {count} ints, got {values!r}")
-    return tuple(_int({key: v}, key, minimum) for v in values)
-
-
-def _param_shapes(spec):
-    """{name: (shape, dtype)} of the parameters a spec describes, checked
-    without building the layer (which would allocate them)."""
+def _layer_type(spec):
     if not isinstance(spec, dict):
         raise ValueError(f"a layer must be a JSON object, got {spec!r}")
     kind = spec.get("type")
-    if kind in ACTIVATION_LAYERS:
-        return {}
-    dtype = spec["dtype"]
-    if dtype not in ("float32", "float64"):
-        raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-    if kind == "Scale":
-        if not isinstance(spec["shape"], list) or not spec["shape"]:
-            raise ValueError(f"shape must be a non-empty list of ints, got {spec['shape']!r}")
-        return {"weights": (_ints(spec, "shape", len(spec["shape"]), 1), dtype)}
-    if kind == "Linear":
-        weights = (_int(spec, "in_features"), _int(spec, "out_features"))
-        n_out = weights[1]
-    elif kind == "Conv2D":
-        n_out = _int(spec, "out_channels")
-        weights = (n_out, _int(spec, "in_channels")) + _ints(spec, "kernel_size", 2, 1)
-        _ints(spec, "stride", 2, 1), _ints(spec, "padding", 2, 0)
-    else:
+    if kind not in LAYER_TYPES:
         raise ValueError(f"unknown layer type {kind!r}")
-    if not isinstance(spec["bias"], bool):
-        raise ValueError(f"bias must be true or false, got {spec['bias']!r}")
-    shapes = {"weights": (weights, dtype)}
-    if spec["bias"]:
-        shapes["bias"] = ((n_out,), dtype)
-    return shapes
-
-
-def _build(spec):
-    kind = spec.get("type")
-    if kind == "Linear":
-        return Linear(spec["in_features"], spec["out_features"], activation=spec["activation"],
-                      bias=spec["bias"], dtype=spec["dtype"])
-    if kind == "Conv2D":
-        return Conv2D(spec["in_channels"], spec["out_channels"], tuple(spec["kernel_size"]),
-                      stride=tuple(spec["stride"]), padding=tuple(spec["padding"]),
-                      activation=spec["activation"], bias=spec["bias"], dtype=spec["dtype"])
-    if kind == "Scale":
-        return Scale(tuple(spec["shape"]), dtype=spec["dtype"])
-    if kind in ACTIVATION_LAYERS:
-        return ACTIVATION_LAYERS[kind]()
-    raise ValueError(f"unknown layer type {kind!r}")
+    return LAYER_TYPES[kind], {k: v for k, v in spec.items() if k != "type"}
 
 
 def _digest(arrays, specs=None):
@@ -137,18 +77,16 @@ def _digest(arrays, specs=None):
     return sha.hexdigest()
 
 
-def save(model, path):
-    """Write `model` (a Sequential, or a single layer) to `path` atomically.
-
-    A Sequential is read under its lock, so a save while another thread
-    trains it holds the parameters of one step."""
-    layers = list(model.layers) if isinstance(model, Sequential) else [model]
+def save(layers, path, lock=None):
+    """Write `layers` to `path` atomically, reading them under `lock` (a
+    model's, so that a save while another thread trains holds one step's
+    parameters)."""
     specs, arrays = [], []
-    with model._lock if isinstance(model, Sequential) else contextlib.nullcontext():
+    with lock if lock is not None else contextlib.nullcontext():
         for i, layer in enumerate(layers):
             spec, params = _spec(layer)
             specs.append(spec)
-            arrays += [(f"layers.{i}.{name}", np.array(value)) for name, value in params.items()]
+            arrays += [(f"layers.{i}.{name}", np.array(to_numpy(value))) for name, value in params.items()]
     meta = {"format": FORMAT, "version": VERSION, "layers": specs, "sha256": _digest(arrays, specs)}
     # through a symbolic link: replace its target, keep the link
     path = os.path.realpath(os.fspath(path))
@@ -196,7 +134,7 @@ def _read_npy(archive, info):
 
 
 def load(path):
-    """The Sequential saved at `path` by `save`.
+    """The layers saved at `path` by `save`, as a list.
 
     Raises ValueError for anything that is not an intact fastbp checkpoint
     (truncated, another kind of file, edited architecture or values, sizes
@@ -224,14 +162,14 @@ def load(path):
         except (OSError,) + _READ_ERRORS as exc:
             raise bad(f"{type(exc).__name__}: {exc}") from None
     try:
-        layers = [_build(spec) for spec in specs]
+        layers = [cls.from_config(config) for cls, config in map(_layer_type, specs)]
     except (ValueError, TypeError, KeyError) as exc:
         raise bad(f"malformed architecture ({type(exc).__name__}: {exc})") from None
     values = dict(expected)
     for i, layer in enumerate(layers):
         for p in layer.parameters():
             p.value[...] = values[f"layers.{i}.{p.name}"]
-    return Sequential(*layers)
+    return layers
 
 
 def _read_checked(archive, file_bytes, bad):
@@ -270,7 +208,8 @@ def _read_checked(archive, file_bytes, bad):
     wanted = []
     for i, spec in enumerate(specs):
         try:
-            shapes = _param_shapes(spec)
+            cls, config = _layer_type(spec)
+            shapes = cls.parameter_shapes(config)
         except (ValueError, TypeError, KeyError) as exc:
             raise bad(f"layers[{i}]: malformed architecture ({type(exc).__name__}: {exc})") from None
         wanted += [(f"layers.{i}.{name}", shape, np.dtype(dtype)) for name, (shape, dtype) in shapes.items()]

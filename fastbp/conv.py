@@ -8,7 +8,9 @@ import numpy as np
 from . import kernels
 from ._validation import as_float_array, check_dtype, check_positive_int, check_rng, numeric_array
 from .kernels import conv, scale
-from .layers import Layer, Parameter, WeightedLayer, _uniform, activation_code, fixed
+from .layers import (Layer, Parameter, WeightedLayer, _dtype_name, _flag, _torch_dtype, _uniform,
+                     activation_code, activation_layer, fixed, register, torch_numpy,
+                     torch_parameter_dtype)
 
 
 def _pair(value, name, *, minimum):
@@ -22,6 +24,7 @@ def _pair(value, name, *, minimum):
     return int(pair[0]), int(pair[1])
 
 
+@register
 class Conv2D(WeightedLayer):
     """2-D convolution on NCHW batches (cross-correlation, like torch's conv2d),
     with the bias and activation fused into it.
@@ -120,12 +123,58 @@ class Conv2D(WeightedLayer):
                              self._grad_bias_or_empty, grad_cols_t, grad_x)
         return grad_x
 
+    # -- checkpoints and torch ---------------------------------------------------
+    torch_module = "Conv2d"
+    fuses_activation = True
+
+    def config(self):
+        return {"in_channels": self.in_channels, "out_channels": self.out_channels,
+                "kernel_size": list(self.kernel_size), "stride": list(self.stride),
+                "padding": list(self.padding), "activation": self.activation,
+                "bias": self._bias is not None, "dtype": self.dtype.name}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        n_out = check_positive_int(config["out_channels"], "out_channels")
+        n_in = check_positive_int(config["in_channels"], "in_channels")
+        kernel = _pair(config["kernel_size"], "kernel_size", minimum=1)
+        _pair(config["stride"], "stride", minimum=1), _pair(config["padding"], "padding", minimum=0)
+        dtype = _dtype_name(config)
+        shapes = {"weights": ((n_out, n_in) + kernel, dtype)}
+        if _flag(config, "bias"):
+            shapes["bias"] = ((n_out,), dtype)
+        return shapes
+
+    def to_torch(self):
+        import torch
+
+        m = torch.nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, stride=self.stride,
+                            padding=self.padding, bias=self._bias is not None, dtype=_torch_dtype(self.dtype))
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(self._weights.copy()))
+            if self._bias is not None:
+                m.bias.copy_(torch.from_numpy(self._bias.copy()))
+        return [m] + activation_layer(self.activation).torch_modules()
+
+    @classmethod
+    def from_torch_module(cls, m, activation):
+        if m.dilation != (1, 1) or m.groups != 1 or m.padding_mode != "zeros" or isinstance(m.padding, str):
+            raise ValueError(f"only Conv2d with numeric zero padding, dilation 1 and groups 1 converts, "
+                             f"got {m}")
+        layer = cls(m.in_channels, m.out_channels, m.kernel_size, stride=m.stride, padding=m.padding,
+                    activation=activation, bias=m.bias is not None, dtype=torch_parameter_dtype(m.weight))
+        layer.weights = torch_numpy(m.weight)
+        if m.bias is not None:
+            layer.bias = torch_numpy(m.bias)
+        return layer
+
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
                 f"stride={self.stride}, padding={self.padding}, activation={self.activation!r}, "
                 f"bias={self._bias is not None}, dtype={self.dtype.name})")
 
 
+@register
 class Scale(Layer):
     """Element-wise learnable weights: out = x * weights, for x of shape
     (batch, *shape) (the seed-002 notebook's `L1A * w2`).
@@ -186,10 +235,25 @@ class Scale(Layer):
                              self._grad_weights.reshape(-1), grad_x.reshape(rows))
         return grad_x
 
+    def config(self):
+        return {"shape": list(self.shape), "dtype": self.dtype.name}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        shape = config["shape"]
+        if not isinstance(shape, list) or not shape:
+            raise ValueError(f"shape must be a non-empty list of ints, got {shape!r}")
+        return {"weights": (tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape)),
+                            _dtype_name(config))}
+
+    def to_torch(self):
+        raise TypeError("Scale has no torch module; multiply by a Parameter instead")
+
     def __repr__(self):
         return f"Scale({self.shape}, dtype={self.dtype.name})"
 
 
+@register
 class Flatten(Layer):
     """(batch, *features) -> (batch, prod(features)), and back in backward."""
 
@@ -212,6 +276,19 @@ class Flatten(Layer):
         if grad_out.shape != want:
             raise ValueError(f"grad_out must have shape {want}, got {grad_out.shape}")
         return grad_out.reshape(self.input_shape)
+
+    torch_module = "Flatten"
+
+    def to_torch(self):
+        import torch
+
+        return [torch.nn.Flatten()]
+
+    @classmethod
+    def from_torch_module(cls, m, activation):
+        if m.start_dim != 1 or m.end_dim != -1:
+            raise ValueError(f"only Flatten(start_dim=1, end_dim=-1) converts, got {m}")
+        return cls()
 
     def __repr__(self):
         return "Flatten()"

@@ -49,8 +49,54 @@ class Parameter:
         return f"Parameter({self.name!r}, shape={self.value.shape}, dtype={self.value.dtype})"
 
 
+LAYER_TYPES = {}  # checkpoint name -> layer class, filled by @register
+SAVED_AS = {}  # layer class -> checkpoint name
+
+
+def register(cls=None, *, saved_as=None):
+    """Class decorator: make a layer type known to checkpoints (under its
+    class name, or `saved_as` for a class that saves as another) and to
+    `from_torch` (through its `torch_module`). A new layer type needs this
+    line and the methods of `Layer` below, nothing elsewhere."""
+    def add(cls):
+        name = saved_as or cls.__name__
+        SAVED_AS[cls] = name
+        if saved_as is None:
+            LAYER_TYPES[name] = cls
+        return cls
+    return add if cls is None else add(cls)
+
+
 class Layer:
-    """Protocol shared by all layers."""
+    """Protocol shared by all layers.
+
+    `config` / `from_config` / `parameter_shapes` let checkpoints save and
+    rebuild a layer without knowing its type; `to_torch` and
+    `from_torch_module` (for the torch class named by `torch_module`) let
+    interop convert it.
+    """
+
+    torch_module = None  # the torch.nn class name this layer converts from, if any
+    fuses_activation = False  # whether from_torch hands it the activation that follows it
+
+    def config(self):
+        """The constructor arguments that rebuild this layer, as JSON values."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        """{name: (shape, dtype name)} of the parameters a layer built from
+        `config` has, checked and computed without building it (so that a
+        checkpoint's claims can be checked before anything is allocated)."""
+        return {}
+
+    def to_torch(self):
+        """A list of torch.nn modules computing what this layer computes."""
+        raise TypeError(f"{type(self).__name__} has no torch equivalent that to_torch knows")
 
     def forward(self, x):
         raise NotImplementedError
@@ -145,6 +191,36 @@ class WeightedLayer(Layer):
         return params
 
 
+def _dtype_name(config):
+    return check_dtype(config["dtype"]).name
+
+
+def _flag(config, key):
+    if not isinstance(config[key], bool):
+        raise TypeError(f"{key} must be true or false, got {config[key]!r}")
+    return config[key]
+
+
+def _torch_dtype(dtype):
+    import torch
+
+    return torch.float32 if dtype == np.float32 else torch.float64
+
+
+def torch_parameter_dtype(tensor):
+    """float32 / float64 for a torch parameter, else a TypeError."""
+    import torch
+
+    if tensor.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"parameters must be float32 or float64, got {tensor.dtype}")
+    return np.float32 if tensor.dtype == torch.float32 else np.float64
+
+
+def torch_numpy(tensor):
+    return tensor.detach().cpu().numpy()
+
+
+@register
 class Linear(WeightedLayer):
     """Dense layer ``out = activation(x @ weights + bias)``, bias and activation
     fused into one compiled kernel.
@@ -278,12 +354,48 @@ class Linear(WeightedLayer):
                                delta, self._grad_weights, self._grad_bias_or_empty, grad_x)
         return grad_x
 
+    # -- checkpoints and torch ---------------------------------------------------
+    torch_module = "Linear"
+    fuses_activation = True
+
+    def config(self):
+        return {"in_features": self.in_features, "out_features": self.out_features,
+                "activation": self.activation, "bias": self._bias is not None, "dtype": self.dtype.name}
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        n_in = check_positive_int(config["in_features"], "in_features")
+        n_out = check_positive_int(config["out_features"], "out_features")
+        dtype = _dtype_name(config)
+        return {"weights": ((n_in, n_out), dtype), **({"bias": ((n_out,), dtype)} if _flag(config, "bias") else {})}
+
+    def to_torch(self):
+        import torch
+
+        m = torch.nn.Linear(self.in_features, self.out_features, bias=self._bias is not None,
+                            dtype=_torch_dtype(self.dtype))
+        with torch.no_grad():
+            m.weight.copy_(torch.from_numpy(np.ascontiguousarray(_cuda.to_numpy(self._weights).T)))
+            if self._bias is not None:
+                m.bias.copy_(torch.from_numpy(_cuda.to_numpy(self._bias).copy()))
+        return [m] + activation_layer(self.activation).torch_modules()
+
+    @classmethod
+    def from_torch_module(cls, m, activation):
+        layer = cls(m.in_features, m.out_features, activation=activation, bias=m.bias is not None,
+                    dtype=torch_parameter_dtype(m.weight))
+        layer.weights = torch_numpy(m.weight).T
+        if m.bias is not None:
+            layer.bias = torch_numpy(m.bias)
+        return layer
+
     def __repr__(self):
         device = "" if self.device == "cpu" else f", device={self.device!r}"
         return (f"Linear({self.in_features}, {self.out_features}, activation={self.activation!r}, "
                 f"bias={self._bias is not None}, dtype={self.dtype.name}{device})")
 
 
+@register(saved_as="Linear")  # a Linear with the notebook's initialisation: saved as one
 class LinearLayer(Linear):
     """The seed-001 notebook's layer: ``LinearLayer((in, out), activation="relu")``.
 
@@ -319,10 +431,27 @@ class Activation(Layer):
     """
 
     _code = kernels.IDENTITY
+    name = "identity"
 
     def __init__(self):
         self.input = None
         self.output = None
+
+    @classmethod
+    def torch_modules(cls):
+        """The torch module for this activation ([] for the identity)."""
+        if cls is Activation:
+            return []
+        import torch
+
+        return [getattr(torch.nn, cls.__name__)()]
+
+    def to_torch(self):
+        return self.torch_modules()
+
+    @classmethod
+    def from_torch_module(cls, m, activation):
+        return cls()
 
     def forward(self, x):
         if is_device_array(x):
@@ -363,13 +492,27 @@ class Activation(Layer):
         return f"{type(self).__name__}()"
 
 
+@register
 class ReLU(Activation):
     _code = kernels.RELU
+    name = "relu"
+    torch_module = "ReLU"
 
 
+@register
 class Sigmoid(Activation):
     _code = kernels.SIGMOID
+    name = "sigmoid"
+    torch_module = "Sigmoid"
 
 
+@register
 class Tanh(Activation):
     _code = kernels.TANH
+    name = "tanh"
+    torch_module = "Tanh"
+
+
+def activation_layer(name):
+    """The activation layer class for an activation name ("identity": Activation itself)."""
+    return {cls.name: cls for cls in (Activation, ReLU, Sigmoid, Tanh)}[name]

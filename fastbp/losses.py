@@ -7,22 +7,11 @@ import numpy as np
 from . import kernels
 from ._cuda import as_device_array, as_device_labels, is_device_array
 from ._cuda import empty as device_empty
-from ._validation import as_float_array, check_choice, check_dtype, float_dtype_of
+from ._validation import as_float_array, check_choice, check_dtype, check_labels, float_dtype_of
 
 
 def _device_dtype(pred):
     return check_dtype(pred.dtype, "pred's dtype")
-
-
-def check_labels(target, batch, classes):
-    """Integer class indices as a (batch,) int64 array, each in [0, classes)."""
-    labels = np.asarray(target, dtype=np.int64, order="C")  # keeps a 0-d target 0-d: refused
-    if labels.shape != (batch,):
-        raise ValueError(f"target of class indices must have shape ({batch},), got {labels.shape}")
-    if labels.size and (labels.min() < 0 or labels.max() >= classes):
-        raise ValueError(f"target class indices must lie in [0, {classes - 1}], got "
-                         f"values in [{labels.min()}, {labels.max()}]")
-    return labels
 
 
 class Loss:

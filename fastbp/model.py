@@ -9,11 +9,11 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import _fused
-from ._validation import check_positive_int, check_rng, numeric_array
+from . import _fused, checkpoint, interop
+from ._validation import check_labels, check_positive_int, check_rng, numeric_array
 from ._cuda import to_numpy
 from .layers import Activation, Layer
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss, check_labels
+from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
 
 
@@ -168,15 +168,10 @@ class Sequential(Layer):
     def save(self, path):
         """Write this model to `path` (.npz; layout in fastbp/checkpoint.py).
         `fastbp.load(path)` reads it back."""
-        from .checkpoint import save
-
-        with self._lock:  # arrays and checksum from one step, not from two
-            save(self, path)
+        save(self, path)
 
     def to_torch(self):
         """An equivalent torch.nn.Sequential (needs torch)."""
-        from .interop import to_torch
-
         return to_torch(self)
 
     def evaluate(self, x, y, loss):
@@ -318,6 +313,43 @@ class Sequential(Layer):
         want = (rows,) + out.shape[1:]
         if y.shape != want:
             raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
+
+
+def save(model, path):
+    """Write `model` (a Sequential, or a single layer) to `path` (.npz; layout
+    in fastbp/checkpoint.py), atomically; `fastbp.load(path)` reads it back.
+    A Sequential is read under its lock, so saving while another thread
+    trains it holds the parameters of one step."""
+    if isinstance(model, Sequential):
+        checkpoint.save(model.layers, path, model._lock)
+    else:
+        checkpoint.save([model], path)
+
+
+def load(path):
+    """The Sequential saved at `path` by `save`.
+
+    Raises ValueError for anything that is not an intact fastbp checkpoint
+    (truncated, another kind of file, edited architecture or values, sizes
+    that do not match the file); OSError when the file cannot be opened."""
+    return Sequential(*checkpoint.load(path))
+
+
+def from_torch(module):
+    """A fastbp Sequential computing what `module` computes.
+
+    `module` is an nn.Linear, nn.Conv2d (zero padding, no dilation, no groups),
+    nn.Flatten, nn.ReLU / Sigmoid / Tanh / Identity, or an nn.Sequential of
+    them; subclasses are refused (their forward may differ). An activation
+    right after a Linear or Conv2d is fused into it.
+    """
+    return Sequential(*interop.layers_from_torch(module))
+
+
+def to_torch(model):
+    """An nn.Sequential computing what `model` (a fastbp Sequential or layer)
+    computes, with copies of its parameters (needs torch)."""
+    return interop.to_torch(model.layers if isinstance(model, Sequential) else [model])
 
 
 class _NoBar:
