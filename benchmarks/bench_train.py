@@ -49,8 +49,8 @@ class LayerTrainStep:
 
     def _fastbp_step(self, model, x, y):
         loss = fastbp.MSELoss("half_sum")
-        # parameters in reverse order: not one flat buffer, so nothing is fused
-        opt = fastbp.SGD(model.parameters()[::-1], lr=LR)
+        # forward, loss, backward and step called one by one: nothing is fused
+        opt = fastbp.SGD(model.parameters(), lr=LR)
 
         def step():
             value = loss.forward(model.forward(x), y)

@@ -15,16 +15,18 @@ from fastbp import MSELoss, SGD
 @njit
 def _loop_major(n, table, params, grads, velocity, x, target, labels, outs, delta, grad_a, grad_b, grad_top):
     for _ in range(n):
-        network.batch_major_train_step(table, params, grads, velocity, x, target, labels, 0, 2, 1e-6, 0.0,
-                                       outs, delta, grad_a, grad_b, grad_top)
+        network.batch_major_forward_backward(table, params, grads, x, target, labels, 0, 2,
+                                             outs, delta, grad_a, grad_b, grad_top)
+        network.network_sgd_update(params, grads, 1e-6, 0.0, velocity)
 
 
 @njit
 def _loop_narrow(n, table, params, grads, velocity, x, target, labels, outs, delta, grad_a, grad_b, grad_top,
                  x_t):
     for _ in range(n):
-        network.narrow_train_step(table, params, grads, velocity, x, target, labels, 0, 2, 1e-6, 0.0,
-                                  outs, delta, grad_a, grad_b, grad_top, x_t)
+        network.narrow_forward_backward(table, params, grads, x, target, labels, 0, 2,
+                                        outs, delta, grad_a, grad_b, grad_top, x_t)
+        network.network_sgd_update(params, grads, 1e-6, 0.0, velocity)
 
 
 def best_us(fn, n):

@@ -1,32 +1,35 @@
 """The flat-buffer form of a Sequential of Linear layers, for kernels/network.py.
 
-Packing moves every layer's weights, bias and gradients into views of two
-flat buffers (values kept), so the layers keep working one by one while a
-single compiled call can also train them all.
+`FusedNetwork` is the one owner of the flat buffers: `pack` moves every
+layer's weights, bias and gradients into views of two flat buffers (values
+kept), so the layers keep working one by one while a single compiled call can
+also train them all; `unpack` gives each layer its own arrays back (for
+`Sequential.to`). It prepares a step and an epoch, and tells an SGD built on
+exactly its parameters (in any order) to update them in one call.
 """
 import numba
 import numpy as np
 
-from . import kernels
 from .kernels import network
 from ._validation import as_float_array
 from .layers import Linear
 from ._validation import check_labels
-from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
+from .losses import CrossEntropyLoss
 from .optim import SGD
 
 
-def pack(model, layers):
+def pack(layers):
     """A FusedNetwork for `layers`, or None when they cannot be fused: not all
-    Linear, mixed dtypes, mismatched widths, or a layer already packed by
-    another model (whose buffers it must keep using)."""
+    Linear, mixed dtypes, mismatched widths, a layer on the GPU, or a layer
+    already packed by another model (whose buffers it must keep using)."""
     if not layers or not all(isinstance(layer, Linear) for layer in layers):
         return None
-    if len({layer.dtype for layer in layers}) != 1 or any(layer.packed_by is not None for layer in layers):
+    if len({layer.dtype for layer in layers}) != 1 or any(
+            layer._packed_in is not None or layer.device != "cpu" for layer in layers):
         return None
     if any(a.out_features != b.in_features for a, b in zip(layers, layers[1:])):
         return None
-    return FusedNetwork(model, layers)
+    return FusedNetwork(layers)
 
 
 def _kernel_ready(arr, dtype):
@@ -48,26 +51,29 @@ def _entry_point(dispatcher, args):
 
 
 class FusedNetwork:
-    def __init__(self, model, layers):
+    def __init__(self, layers):
         self.dtype = layers[0].dtype
-        rows, offset = [], 0
-        for layer in layers:
-            n_in, n_out, has_bias = layer.in_features, layer.out_features, layer.bias is not None
-            rows.append([n_in, n_out, layer._act, int(has_bias), offset, offset + n_in * n_out if has_bias else 0])
-            offset += n_in * n_out + (n_out if has_bias else 0)
-        self.table = np.array(rows, np.int64)
-        self.params = np.empty(offset, self.dtype)
-        self.grads = np.zeros(offset, self.dtype)
-        for layer, (n_in, n_out, _, has_bias, w_off, b_off) in zip(layers, rows):
+        self.layers = tuple(layers)
+        self.table, size = network.layer_table(
+            [(layer.in_features, layer.out_features, layer._act, layer.bias is not None) for layer in layers])
+        self.params = np.empty(size, self.dtype)
+        self.grads = np.zeros(size, self.dtype)
+        self._offsets = {}  # (id(layer), parameter name) -> (offset, size) in the flat buffers
+        for layer, row in zip(layers, self.table):
+            n_in, n_out = int(row[network.IN_FEATURES]), int(row[network.OUT_FEATURES])
+            w_off, b_off = int(row[network.WEIGHTS_OFFSET]), int(row[network.BIAS_OFFSET])
             w_view = self.params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
             w_view[...] = layer.weights
+            self._offsets[id(layer), "weights"] = (w_off, n_in * n_out)
             b_view = gb_view = None
-            if has_bias:
+            if row[network.HAS_BIAS]:
                 b_view = self.params[b_off:b_off + n_out]
                 b_view[...] = layer.bias
                 gb_view = self.grads[b_off:b_off + n_out]
+                self._offsets[id(layer), "bias"] = (b_off, n_out)
             layer._bind(w_view, self.grads[w_off:w_off + n_in * n_out].reshape(n_in, n_out), b_view, gb_view)
-            layer.packed_by = model
+            layer._packed_in = self
+        self.packed = True
         self.n_in, self.n_out = layers[0].in_features, layers[-1].out_features
         self.last_activation = layers[-1]._act
         self._per_row = int(network.workspace_per_row(self.table))
@@ -77,10 +83,42 @@ class FusedNetwork:
         self._step_entry = self._fast_loss = self._fast_code = self._fast_optimizer = None
         self._dtype = np.dtype(self.dtype)
 
+    def unpack(self):
+        """Give every layer its own copy of its arrays and leave the flat
+        buffers (an optimizer told to use them falls back to its parameters)."""
+        for layer in self.layers:
+            layer._bind(layer.weights.copy(), layer.grad_weights.copy(),
+                        None if layer.bias is None else layer.bias.copy(),
+                        None if layer.bias is None else layer.grad_bias.copy())
+            layer._packed_in = None
+        self.packed = False
+        self._fast_optimizer = None
+
+    def offset(self, param):
+        """(offset, size) of a Parameter in the flat buffers, or None when it is not one of these."""
+        return self._offsets.get((id(param.layer), param.name))
+
+    def covers(self, params):
+        """True when `params` are exactly this network's parameters, in any order."""
+        keys = {(id(p.layer), p.name) for p in params}
+        return self.packed and len(params) == len(self._offsets) == len(keys) and keys == self._offsets.keys()
+
     def uses(self, optimizer):
-        """True when `optimizer` is a plain SGD over exactly these buffers
-        (also when it was built on the layers before they were packed)."""
-        return type(optimizer) is SGD and optimizer._adopt_flat(self.params)
+        """True when `optimizer` is a plain SGD over exactly these parameters;
+        it is told so (and updates the flat buffers in one call from then on)."""
+        return type(optimizer) is SGD and optimizer._use_network(self)
+
+    def why_not(self, loss, optimizer, y):
+        """Why a step with these arguments cannot be fused, or None when it can."""
+        if not self.uses(optimizer):
+            return (f"the optimizer must be an SGD over exactly this model's parameters, got "
+                    f"{type(optimizer).__name__} over {len(optimizer.params)} parameters")
+        y_arr = np.asarray(y)
+        labels = isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
+        if loss.fused_code(labels, self.last_activation) is None:
+            return (f"{type(loss).__name__} is computed layer by layer here (BCELoss needs a sigmoid "
+                    f"output layer; subclasses of fastbp's losses are never fused)")
+        return None
 
     def _workspace(self, batch):
         # Grown to the largest batch seen, never per step: the kernels slice it.
@@ -92,24 +130,16 @@ class FusedNetwork:
     def loss_args(self, loss, y, batch):
         """(loss_code, reduction, target, labels) with y validated, or None when
         this loss is not fused (the caller then goes layer by layer)."""
-        reduction = loss._reduction
-        if isinstance(loss, CrossEntropyLoss):
-            y_arr = np.asarray(y)
-            if y_arr.dtype.kind in "iu":
-                labels = check_labels(y_arr, batch, self.n_out)
-                return network.CROSS_ENTROPY_LABELS, reduction, self._empty_target, labels
-            code = network.CROSS_ENTROPY_SOFT
-        elif type(loss) is MSELoss:
-            code = network.MSE
-        elif type(loss) is BCEWithLogitsLoss:
-            code = network.BCE_WITH_LOGITS
-        elif type(loss) is BCELoss and self.last_activation == kernels.SIGMOID:
-            code = network.BCE  # a sigmoid output is a probability: no range check needed
-        else:
+        y_arr = y if isinstance(y, np.ndarray) else np.asarray(y)
+        labels = isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
+        code = loss.fused_code(labels, self.last_activation)
+        if code is None:
             return None
+        if labels:
+            return code, loss._reduction, self._empty_target, check_labels(y_arr, batch, self.n_out)
         if not (_kernel_ready(y, self.dtype) and y.shape == (batch, self.n_out)):
             y = as_float_array(y, "target", self.dtype, (batch, self.n_out))
-        return code, reduction, y, self._empty_labels
+        return code, loss._reduction, y, self._empty_labels
 
     def check_input(self, x):
         """x as the kernels take it, (batch, n_in) C-contiguous in this dtype."""
@@ -159,6 +189,26 @@ class FusedNetwork:
             if self._step_entry is not None:
                 self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
         return value
+
+    def forward_backward(self, x, y, loss):
+        """One batch's loss with every gradient written to `grads` (nothing
+        updated), in one compiled call; for what sits between the gradients
+        and the update (an allreduce, a clip). A non-finite loss writes nothing."""
+        x = self.check_input(x)
+        loss_args = self.loss_args(loss, y, x.shape[0])
+        if loss_args is None:
+            raise ValueError(f"{type(loss).__name__} is not computed by the fused step here")
+        code, reduction, target, labels = loss_args
+        return network.network_forward_backward(self.table, self.params, self.grads, x, target, labels,
+                                                code, reduction, self._workspace(x.shape[0]))
+
+    def update(self, optimizer):
+        """`optimizer`'s update of the flat buffers from `grads`, in one
+        compiled call; False (nothing changed) when it would not be finite."""
+        if not self.uses(optimizer):
+            raise ValueError(self.why_not(None, optimizer, None))
+        return bool(network.network_sgd_update(self.params, self.grads, optimizer._lr, optimizer._momentum,
+                                               optimizer.flat_velocity))
 
     def train_epoch(self, x, loss_args, optimizer, order, batch_size):
         code, reduction, target, labels = loss_args

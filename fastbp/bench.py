@@ -151,7 +151,7 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     opt = SGD(model.parameters(), lr=lr)
 
     layered = build(widths, activations)
-    layered_opt = SGD(layered.parameters()[::-1], lr=lr)  # not one flat buffer: no fusion
+    layered_opt = SGD(layered.parameters(), lr=lr)  # stepped one call at a time below: no fusion
 
     def layer_step():
         loss.forward(layered.forward(x), y)

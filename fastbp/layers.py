@@ -272,7 +272,7 @@ class Linear(WeightedLayer):
     def _init(self, weights, bias):
         self._device = "cpu"
         self._bind(weights, np.zeros_like(weights), bias, None if bias is None else np.zeros_like(bias))
-        self.packed_by = None  # the Sequential whose flat buffers hold this layer's arrays
+        self._packed_in = None  # the FusedNetwork whose flat buffers hold this layer's arrays
         self.input = None
         self.output = None
 
@@ -299,7 +299,7 @@ class Linear(WeightedLayer):
         device = check_device(device)
         if device == self.device:
             return self
-        if self.packed_by is not None:
+        if self._packed_in is not None:
             raise RuntimeError("this layer's arrays belong to a Sequential: move the Sequential "
                                "(model.to(device)) instead")
         move = _device_copy if device == "cuda" else _cuda.to_numpy

@@ -57,7 +57,7 @@ class Loss:
         target = as_device_array(target, "target", pred.dtype, tuple(pred.shape))
         grad = device_empty(pred.shape, pred.dtype)
         n = int(np.prod(pred.shape))
-        value = cuda_losses.elementwise_loss(self._device_code, pred.reshape(n), target.reshape(n),
+        value = cuda_losses.elementwise_loss(self.code, pred.reshape(n), target.reshape(n),
                                              self._reduction, grad.reshape(n))
         self.pred, self.target, self._device_grad = pred, target, grad
         return value
@@ -72,6 +72,14 @@ class Loss:
                        grad.reshape(-1))
         return grad
 
+    def fused_code(self, labels, last_activation):
+        """The loss code (kernels/losses.py) the whole-network step computes
+        this loss with, for class-index targets or not and the network's last
+        activation; None when it cannot (then the model goes layer by layer).
+        Only the classes that name a `code` themselves: a subclass may compute
+        something else."""
+        return type(self).__dict__.get("code")
+
     def __repr__(self):
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 
@@ -81,7 +89,7 @@ class MSELoss(Loss):
     "sum", or "half_sum" (0.5 * sum, the seed notebooks' loss)."""
 
     reductions = ("mean", "sum", "half_sum")
-    _device_code = 0  # kernels/cuda/losses.py MSE
+    code = kernels.MSE
     _forward = staticmethod(kernels.mse_forward)
     _backward = staticmethod(kernels.mse_backward)
 
@@ -91,9 +99,14 @@ class BCELoss(Loss):
     -100 as in torch, so p = 0 or 1 gives a finite loss. On the GPU pred is not
     range-checked (that would copy it back): a value outside [0, 1] gives NaN."""
 
-    _device_code = 1
+    code = kernels.BCE
     _forward = staticmethod(kernels.bce_forward)
     _backward = staticmethod(kernels.bce_backward)
+
+    def fused_code(self, labels, last_activation):
+        # the compiled step does not range-check pred: only a sigmoid output
+        # is sure to be a probability
+        return super().fused_code(labels, last_activation) if last_activation == kernels.SIGMOID else None
 
     def _check(self, pred, target):
         pred, target = super()._check(pred, target)
@@ -106,7 +119,7 @@ class BCELoss(Loss):
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits: sigmoid and BCE in one stable formula."""
 
-    _device_code = 2
+    code = kernels.BCE_WITH_LOGITS
     _forward = staticmethod(kernels.bce_with_logits_forward)
     _backward = staticmethod(kernels.bce_with_logits_backward)
 
@@ -114,6 +127,13 @@ class BCEWithLogitsLoss(Loss):
 class CrossEntropyLoss(Loss):
     """Softmax cross-entropy on logits (batch, classes) with targets given as
     class indices (batch,) or as class probabilities / one-hot rows (batch, classes)."""
+
+    code = kernels.CROSS_ENTROPY_SOFT
+
+    def fused_code(self, labels, last_activation):
+        if type(self) is not CrossEntropyLoss:
+            return None
+        return kernels.CROSS_ENTROPY_LABELS if labels else kernels.CROSS_ENTROPY_SOFT
 
     def forward(self, pred, target):
         self._device_grad = None

@@ -44,7 +44,7 @@ class Sequential(Layer):
         self._device = "cpu"
         # A stack of Linear layers is packed into flat buffers so that
         # train_step and fit can run the whole network in one compiled call.
-        self.fused = _fused.pack(self, self.layers)
+        self.fused = _fused.pack(self.layers)
 
     @property
     def layers(self):
@@ -85,18 +85,14 @@ class Sequential(Layer):
                     raise TypeError(f"layers[{i}] is a {type(layer).__name__}, which runs on the CPU only; "
                                     f"on 'cuda' fastbp has Linear, ReLU, Sigmoid and Tanh")
             if self.fused is not None:  # leave the flat buffers: each layer keeps a copy of its arrays
-                for layer in self.layers:
-                    layer._bind(layer.weights.copy(), layer.grad_weights.copy(),
-                                None if layer.bias is None else layer.bias.copy(),
-                                None if layer.bias is None else layer.grad_bias.copy())
-                    layer.packed_by = None
+                self.fused.unpack()
                 self.fused = None
             for layer in self.layers:
                 if hasattr(layer, "to"):
                     layer.to(device)
             self._device = device
             if device == "cpu":
-                self.fused = _fused.pack(self, self.layers)
+                self.fused = _fused.pack(self.layers)
         return self
 
     def parameters(self):
@@ -124,14 +120,17 @@ class Sequential(Layer):
         """The network's output for x, (batch, out_features)."""
         return self.forward(x)
 
-    def train_step(self, x, y, loss, optimizer):
+    def train_step(self, x, y, loss, optimizer, *, fused=None):
         """One forward, loss, backward and update; returns the loss.
 
-        For a stack of Linear layers trained by SGD (built on this model's
-        `parameters()`) this is one compiled call with no allocation; the
-        result equals `forward`, `loss`, `backward`, `step` bit for bit, or
-        to float rounding for networks no wider than 8 (their batch-inner
-        layout sums in another order; kernels/network.py).
+        For a stack of Linear layers trained by SGD over this model's
+        parameters this is one compiled call with no allocation (the fused
+        step); the result equals the layer-by-layer path (`forward`, `loss`,
+        `backward`, `step`) bit for bit, or to float rounding for networks no
+        wider than 8 (their batch-inner layout sums in another order;
+        kernels/network.py). `fused`: None takes the fused step when it can,
+        False always goes layer by layer, True raises ValueError saying why
+        when it cannot.
         Either way, `backward` overwrites the gradients. A step whose loss is
         not finite (inf or NaN) changes no parameter: it returns the loss
         without a backward pass or an update. A step whose loss is finite but
@@ -142,13 +141,21 @@ class Sequential(Layer):
         # is ~0.05-0.25 us of a ~3-5 us step
         self._lock.acquire()
         try:
-            if self.fused is not None:
+            if self.fused is not None and fused is not False:
                 value = self.fused.step(x, y, loss, optimizer)
                 if value is not None:
                     return value
+            if fused:
+                raise ValueError(f"fused=True: this step cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
             return self._layer_step(x, y, loss, optimizer)
         finally:
             self._lock.release()
+
+    def _why_not_fused(self, loss, optimizer, y):
+        if self.fused is None:
+            return ("the model is not a stack of Linear layers of one dtype on the CPU (activation "
+                    "layers, Conv2D, Scale or Flatten go layer by layer)")
+        return self.fused.why_not(loss, optimizer, y)
 
     def _layer_step(self, x, y, loss, optimizer):
         value = loss.forward(self._forward(x), y)
@@ -158,11 +165,15 @@ class Sequential(Layer):
         # inf, as the fused step returns, when the update would not be finite
         return value if optimizer._step() else math.inf
 
-    def _fused_args(self, x, y, loss, optimizer):
-        if self.fused is None or not self.fused.uses(optimizer):
+    def _fused_args(self, x, y, loss, optimizer, fused):
+        if fused is False or self.fused is None or not self.fused.uses(optimizer):
+            if fused:
+                raise ValueError(f"fused=True: this fit cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
             return None
         x = self.fused.check_input(x)
         loss_args = self.fused.loss_args(loss, y, x.shape[0])
+        if loss_args is None and fused:
+            raise ValueError(f"fused=True: this fit cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
         return None if loss_args is None else (x, loss_args)
 
     def save(self, path):
@@ -185,7 +196,7 @@ class Sequential(Layer):
         return loss.forward(pred, y), accuracy(pred, y, loss)
 
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True,
-            validation_data=None, progress=True, rng=None, callback=None):
+            validation_data=None, progress=True, rng=None, callback=None, fused=None):
         """Train with mini-batch gradient descent.
 
         Parameters
@@ -198,7 +209,14 @@ class Sequential(Layer):
         validation_data : optional (x_val, y_val) evaluated after each epoch.
         progress : show a tqdm progress bar on stderr; only when stderr is a
             terminal, and only for runs longer than half a second.
-        callback : optional f(epoch, history) called after each epoch.
+        callback : optional f(epoch, history) called after each epoch; it may
+            call this model's methods.
+        fused : None (the fused epoch when it can), False (layer by layer) or
+            True (raise ValueError when it cannot), as in `train_step`.
+
+        Everything is checked before the first update. Ctrl-C takes effect
+        between two steps: the parameters are those after the last whole
+        step, then KeyboardInterrupt is raised.
 
         Raises
         ------
@@ -217,10 +235,10 @@ class Sequential(Layer):
         """
         with self._lock:
             return self._fit(x, y, loss, optimizer, epochs, batch_size, shuffle, validation_data,
-                             progress, rng, callback)
+                             progress, rng, callback, fused)
 
     def _fit(self, x, y, loss, optimizer, epochs, batch_size, shuffle, validation_data, progress, rng,
-             callback):
+             callback, fused):
         _check_loss(loss)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
@@ -241,7 +259,7 @@ class Sequential(Layer):
         rng = _shuffle_rng(rng) if shuffle or rng is not None else None
         # Everything is checked before the first update: an error never
         # leaves the model trained on part of the data.
-        fused = self._fused_args(x, y, loss, optimizer)
+        fused = self._fused_args(x, y, loss, optimizer, fused)
         if fused is None:  # the layer path checks targets batch by batch: check them all now
             self._check_data(x, y, loss, "x", "y")
         if validation_data is not None:

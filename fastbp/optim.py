@@ -13,6 +13,7 @@ otherwise it changes nothing and raises `NonFiniteUpdateError`.
 import numpy as np
 
 from . import _cuda, kernels
+from .kernels import network as network_kernels
 from ._validation import check_finite_float
 from .layers import Parameter
 
@@ -38,41 +39,9 @@ def _on_device(param):
     return _cuda.is_device_array(param.value)
 
 
-def flat_buffer(arrays):
-    """The 1-D buffer that `arrays` tile exactly and in order, or None.
-
-    A Sequential of Linear layers keeps all parameters (and all gradients) in
-    one such buffer, which lets an optimizer update them in one kernel call.
-    """
-    if not all(type(a) is np.ndarray for a in arrays):
-        return None
-    base = arrays[0].base
-    if base is None or base.ndim != 1:
-        return None
-    offset = 0
-    for a in arrays:
-        if a.base is not base or a.ctypes.data != base.ctypes.data + offset * base.itemsize:
-            return None
-        offset += a.size
-    return base if offset == base.size else None
-
-
 class Optimizer:
     def __init__(self, params):
         self.params = _check_params(params)
-        self.flat_params = self.flat_grads = None
-        self._find_flat()
-
-    def _find_flat(self):
-        """Whether the parameters now tile one flat buffer (and their
-        gradients another); a Parameter follows its layer's arrays, so this
-        changes when a Sequential built after the optimizer packs the layers."""
-        flat_params = flat_buffer([p.value for p in self.params])
-        flat_grads = flat_buffer([p.grad for p in self.params])
-        if flat_params is None or flat_grads is None:
-            return False
-        self.flat_params, self.flat_grads = flat_params, flat_grads
-        return True
 
     @property
     def lr(self):
@@ -102,21 +71,31 @@ class Optimizer:
 class SGD(Optimizer):
     """p -= lr * v, with v = momentum * v + grad (v = grad when momentum is 0).
 
-    This is torch's rule (its `dampening=0`, `nesterov=False`)."""
+    This is torch's rule (its `dampening=0`, `nesterov=False`). Over exactly
+    the parameters of a Sequential of Linear layers (in any order, whenever it
+    was built), the model tells it so and it updates the model's flat
+    buffers in one compiled call (`flat_params`, `flat_grads`,
+    `flat_velocity`); otherwise it updates parameter by parameter.
+    """
 
     def __init__(self, params, lr, momentum=0.0):
         super().__init__(params)
         self.lr = lr
         self._momentum = 0.0
+        self._network = None  # the FusedNetwork whose flat buffers this updates, if any
+        self.flat_params = self.flat_grads = None
         self.flat_velocity = np.zeros(0, self.params[0].value.dtype)
-        # None while the parameters tile one flat buffer (then flat_velocity
-        # is the state), else one velocity per parameter
-        self._velocity = None if self.flat_params is not None else [self._zeros(p, 0) for p in self.params]
+        # one velocity per parameter ((0,) while momentum is 0), or views of
+        # flat_velocity once a network uses this optimizer
+        self._velocity = [self._zeros(p, 0) for p in self.params]
         # per CPU parameter, (value, grad, value 1-D, grad 1-D) as last seen:
         # making the 1-D views each step was ~0.4 us a parameter, a quarter of
         # its update at seed sizes
         self._flat_views = [None] * len(self.params)
         self.momentum = momentum
+        owner = getattr(self.params[0].layer, "_packed_in", None)
+        if owner is not None:
+            self._use_network(owner)
 
     @staticmethod
     def _zeros(p, size):
@@ -133,38 +112,46 @@ class SGD(Optimizer):
         # The kernels read a velocity of every parameter's size when momentum
         # is on: a (0,) one would be written past its end. One that exists is
         # kept (momentum 0 leaves it alone), as torch keeps its buffer.
-        if value and self._velocity is None and self.flat_velocity.size == 0:
-            self.flat_velocity = np.zeros(self.flat_params.size, self.flat_params.dtype)
-        elif value and self._velocity is not None:
+        if value and self._network is not None and self.flat_velocity.size == 0:
+            self._set_flat_velocity(np.zeros(self.flat_params.size, self.flat_params.dtype))
+        elif value:
             self._velocity = [v if v.size else self._zeros(p, p.value.size)
                               for p, v in zip(self.params, self._velocity)]
         self._momentum = value
 
-    def _adopt_flat(self, flat_params):
-        """Switch to one update over `flat_params` when this optimizer's
-        parameters now tile it (the model packed them after the optimizer was
-        built), keeping the velocity. True when the switch holds."""
-        if self._velocity is None:
-            return self.flat_params is flat_params
-        if any(_on_device(p) for p in self.params) or not self._find_flat():
+    def _set_flat_velocity(self, velocity):
+        self.flat_velocity = velocity
+        if velocity.size:
+            self._velocity = [velocity[off:off + size] for off, size in map(self._network.offset, self.params)]
+
+    def _use_network(self, network):
+        """Update `network`'s flat buffers from now on, if this optimizer's
+        parameters are exactly its parameters; the velocity so far is kept.
+        True when it does."""
+        if self._network is network and network.packed:
+            return True
+        if not network.covers(self.params):
             return False
-        if self.flat_params is not flat_params:
-            self.flat_params = self.flat_grads = None
-            return False
-        if self._momentum:
-            self.flat_velocity = np.concatenate([np.asarray(v, self.flat_params.dtype).reshape(-1)
-                                                 for v in self._velocity])
-        self._velocity = None
+        velocity = np.zeros(network.params.size if any(v.size for v in self._velocity) else 0, network.dtype)
+        if velocity.size:
+            for p, v in zip(self.params, self._velocity):
+                off, size = network.offset(p)
+                velocity[off:off + size] = _cuda.to_numpy(v).reshape(-1) if v.size else 0
+        self._network = network
+        self.flat_params, self.flat_grads = network.params, network.grads
+        self._set_flat_velocity(velocity)
         return True
 
     def _step(self):
         lr, momentum = self._lr, self._momentum
-        if self._velocity is None:  # one buffer for the whole model, updated by one kernel call
-            if not kernels.sgd_update_is_finite(self.flat_params, self.flat_grads, lr, momentum,
-                                                self.flat_velocity):
-                return False
-            kernels.sgd_update(self.flat_params, self.flat_grads, lr, momentum, self.flat_velocity)
-            return True
+        network = self._network
+        if network is not None and network.packed:  # one buffer for the whole model, one kernel call
+            return bool(network_kernels.network_sgd_update(self.flat_params, self.flat_grads, lr, momentum,
+                                                           self.flat_velocity))
+        if network is not None:  # the model gave its layers their own arrays back (Sequential.to)
+            self._network = self.flat_params = self.flat_grads = None
+            self._velocity = [np.array(v) for v in self._velocity]
+            self.flat_velocity = np.zeros(0, self.flat_velocity.dtype)
         views = []
         for i, p in enumerate(self.params):
             value, grad = p.value, p.grad

@@ -8,7 +8,8 @@ beside its `*_backward`.
 from .activations import (IDENTITY, NAMES as ACTIVATION_NAMES, RELU, SIGMOID, TANH,
                           activation_backward, activation_forward)
 from .dense import DIRECT_LOOP_MAX_MACS, dense_backward, dense_forward
-from .losses import (HALF_SUM, MEAN, REDUCTIONS, SUM, bce_backward, bce_forward,
+from .losses import (BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, HALF_SUM, MEAN, MSE,
+                     REDUCTIONS, SUM, bce_backward, bce_forward,
                      bce_with_logits_backward, bce_with_logits_forward, mse_backward,
                      mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward,
                      softmax_cross_entropy_backward, softmax_cross_entropy_forward)
@@ -19,6 +20,7 @@ __all__ = [
     "activation_forward", "activation_backward",
     "DIRECT_LOOP_MAX_MACS", "dense_forward", "dense_backward",
     "MEAN", "SUM", "HALF_SUM", "REDUCTIONS",
+    "MSE", "BCE", "BCE_WITH_LOGITS", "CROSS_ENTROPY_LABELS", "CROSS_ENTROPY_SOFT",
     "mse_forward", "mse_backward", "bce_forward", "bce_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",

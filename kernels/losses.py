@@ -14,6 +14,10 @@ from ._jit import jit, jit_sum
 MEAN, SUM, HALF_SUM = 0, 1, 2
 REDUCTIONS = ("mean", "sum", "half_sum")
 
+# Which loss: the one enumeration the whole-network kernels (network.py) and
+# the CUDA kernels (cuda/losses.py) share, named by each fastbp Loss class.
+MSE, BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT = 0, 1, 2, 3, 4
+
 
 @jit
 def _reduce(total, n, reduction):

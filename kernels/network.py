@@ -9,9 +9,13 @@ give the same bits; the batch-inner layout of narrow networks
 
 Layout. All parameters live in one flat buffer `params` (P,), with gradients
 in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
-momentum. `table` (L, 6) int64 describes layer l as
-    [in_features, out_features, activation, has_bias, weights_offset, bias_offset]
-with weights stored (in, out) C-ordered at weights_offset.
+momentum. `table` (L, TABLE_COLUMNS) int64, built by `layer_table`, has one
+row per layer, read by the column names below:
+    IN_FEATURES, OUT_FEATURES  the layer's widths
+    ACTIVATION                 its activation code (kernels/activations.py)
+    HAS_BIAS                   1 or 0
+    WEIGHTS_OFFSET             where its weights start in params, stored (in, out) C-ordered
+    BIAS_OFFSET                where its bias starts (0 when it has none)
 Workspaces live in one flat buffer `work` (B * workspace_per_row(table)
 values for a batch of B, so one sized for the largest batch serves them all;
 one array rather than six saves ~0.3 us of argument unboxing per call),
@@ -30,30 +34,48 @@ from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward)
+from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, MSE  # noqa: F401
 from .optim import sgd_update, sgd_update_is_finite
 
-MSE, BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT = 0, 1, 2, 3, 4
+IN_FEATURES, OUT_FEATURES, ACTIVATION, HAS_BIAS, WEIGHTS_OFFSET, BIAS_OFFSET = range(6)
+TABLE_COLUMNS = 6
+
+
+def layer_table(layers):
+    """(table, P) for layers given as (in_features, out_features, activation
+    code, has_bias): each layer's weights, then its bias, one after another."""
+    table = np.zeros((len(layers), TABLE_COLUMNS), np.int64)
+    offset = 0
+    for l, (n_in, n_out, activation, has_bias) in enumerate(layers):
+        table[l, IN_FEATURES], table[l, OUT_FEATURES] = n_in, n_out
+        table[l, ACTIVATION], table[l, HAS_BIAS] = activation, int(has_bias)
+        table[l, WEIGHTS_OFFSET] = offset
+        offset += n_in * n_out
+        if has_bias:
+            table[l, BIAS_OFFSET] = offset
+            offset += n_out
+    return table, offset
 
 
 @jit
 def _weights(table, params, l):
-    n_in, n_out, w_off = table[l, 0], table[l, 1], table[l, 4]
+    n_in, n_out, w_off = table[l, IN_FEATURES], table[l, OUT_FEATURES], table[l, WEIGHTS_OFFSET]
     return view2d(params, w_off, n_in, n_out)
 
 
 @jit
 def _bias(table, params, l):
-    if table[l, 3] == 0:
+    if table[l, HAS_BIAS] == 0:
         return params[0:0]
-    return params[table[l, 5]:table[l, 5] + table[l, 1]]
+    return params[table[l, BIAS_OFFSET]:table[l, BIAS_OFFSET] + table[l, OUT_FEATURES]]
 
 
 @jit
 def _output(table, outs, batch, l):
     off = 0
     for k in range(l):
-        off += batch * table[k, 1]
-    return view2d(outs, off, batch, table[l, 1])
+        off += batch * table[k, OUT_FEATURES]
+    return view2d(outs, off, batch, table[l, OUT_FEATURES])
 
 
 @jit
@@ -62,8 +84,8 @@ def _widths(table):
     sum_out = 0
     widest = 0
     for l in range(table.shape[0]):
-        sum_out += table[l, 1]
-        widest = max(widest, table[l, 0], table[l, 1])
+        sum_out += table[l, OUT_FEATURES]
+        widest = max(widest, table[l, IN_FEATURES], table[l, OUT_FEATURES])
     return sum_out, widest
 
 
@@ -71,7 +93,7 @@ def _widths(table):
 def workspace_per_row(table):
     """Workspace values per row of the batch."""
     sum_out, widest = _widths(table)
-    return sum_out + 3 * widest + table[table.shape[0] - 1, 1] + table[0, 0]
+    return sum_out + 3 * widest + table[table.shape[0] - 1, OUT_FEATURES] + table[0, IN_FEATURES]
 
 
 # work (>= batch * workspace_per_row) -> outs, delta, grad_a, grad_b, grad_top, x_t
@@ -79,7 +101,7 @@ def workspace_per_row(table):
 def split_workspace(table, batch, work):
     sum_out, widest = _widths(table)
     sizes = (batch * sum_out, batch * widest, batch * widest, batch * widest,
-             batch * table[table.shape[0] - 1, 1], batch * table[0, 0])
+             batch * table[table.shape[0] - 1, OUT_FEATURES], batch * table[0, IN_FEATURES])
     a = sizes[0]
     b = a + sizes[1]
     c = b + sizes[2]
@@ -95,7 +117,7 @@ def network_forward(table, params, x, outs):
     inp = x
     for l in range(table.shape[0]):
         out = _output(table, outs, batch, l)
-        dense_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, 2], out)
+        dense_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, ACTIVATION], out)
         inp = out
     return inp
 
@@ -107,12 +129,12 @@ def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, gra
     n_layers = table.shape[0]
     grad_out = grad_top
     for l in range(n_layers - 1, -1, -1):
-        n_in, n_out = table[l, 0], table[l, 1]
+        n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
         inp = x if l == 0 else _output(table, outs, batch, l - 1)
         # ping-pong between two buffers: layer l reads one and writes the other
         grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
         dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
-                       table[l, 2], l > 0, view2d(delta, 0, batch, n_out),
+                       table[l, ACTIVATION], l > 0, view2d(delta, 0, batch, n_out),
                        _weights(table, grads, l), _bias(table, grads, l), grad_x)
         grad_out = grad_x
 
@@ -160,28 +182,28 @@ def is_narrow(table, batch):
     if batch < NARROW_MIN_BATCH:
         return False
     for l in range(table.shape[0]):
-        if table[l, 0] > NARROW_MAX_WIDTH or table[l, 1] > NARROW_MAX_WIDTH:
+        if table[l, IN_FEATURES] > NARROW_MAX_WIDTH or table[l, OUT_FEATURES] > NARROW_MAX_WIDTH:
             return False
     return True
 
 
-# network_train_step in the batch-inner layout: every activation is stored
-# (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
+# network_forward_backward in the batch-inner layout: every activation is
+# stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
-def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                      lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t):
+def narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                            outs, delta, grad_a, grad_b, grad_top, x_t):
     batch = x.shape[0]
     n_layers = table.shape[0]
-    inp = view2d(x_t, 0, table[0, 0], batch)
+    inp = view2d(x_t, 0, table[0, IN_FEATURES], batch)
     to_batch_inner(x, inp)
     x_in = inp
     offset = 0
     for l in range(n_layers):
-        out_t = view2d(outs, offset, table[l, 1], batch)
-        narrow_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, 2], out_t)
+        out_t = view2d(outs, offset, table[l, OUT_FEATURES], batch)
+        narrow_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, ACTIVATION], out_t)
         inp = out_t
-        offset += batch * table[l, 1]
-    n_last = table[n_layers - 1, 1]
+        offset += batch * table[l, OUT_FEATURES]
+    n_last = table[n_layers - 1, OUT_FEATURES]
     grad_t = view2d(grad_a, 0, n_last, batch)
     if loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS:
         # Element-wise losses do not care about the layout as long as the
@@ -204,29 +226,29 @@ def narrow_train_step(table, params, grads, velocity, x, target, labels, loss_co
     if not np.isfinite(value):
         return value
     for l in range(n_layers - 1, -1, -1):
-        n_in, n_out = table[l, 0], table[l, 1]
+        n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
         offset -= batch * n_out
         out_t = view2d(outs, offset, n_out, batch)
         in_t = x_in if l == 0 else view2d(outs, offset - batch * n_in, n_in, batch)
         # ping-pong: the top gradient sits in grad_a, layer L-1 writes grad_b, ...
         grad_in_t = view2d(grad_b if (n_layers - 1 - l) % 2 == 0 else grad_a, 0, n_in, batch)
-        narrow_backward(in_t, _weights(table, params, l), out_t, grad_t, table[l, 2], l > 0,
+        narrow_backward(in_t, _weights(table, params, l), out_t, grad_t, table[l, ACTIVATION], l > 0,
                         view2d(delta, 0, n_out, batch), _weights(table, grads, l), _bias(table, grads, l),
                         grad_in_t)
         grad_t = grad_in_t
-    return _apply_sgd(params, grads, lr, momentum, velocity, value)
-
-
-# The update, only when everything it writes is finite: a finite loss can
-# still give gradients that overflow (a float64 loss of 9e61 while float32
-# gradients reach inf). Returns the loss, or inf when the update was refused,
-# so that a caller sees a non-finite step in either case.
-@jit
-def _apply_sgd(params, grads, lr, momentum, velocity, value):
-    if not sgd_update_is_finite(params, grads, lr, momentum, velocity):
-        return np.inf
-    sgd_update(params, grads, lr, momentum, velocity)
     return value
+
+
+# params (P,), grads (P,), velocity (P,) or (0,) -> True when updated.
+# The update only when everything it writes is finite: a finite loss can
+# still give gradients that overflow (a float64 loss of 9e61 while float32
+# gradients reach inf); then nothing changes and the result is False.
+@jit
+def network_sgd_update(params, grads, lr, momentum, velocity):
+    if not sgd_update_is_finite(params, grads, lr, momentum, velocity):
+        return False
+    sgd_update(params, grads, lr, momentum, velocity)
+    return True
 
 
 class ShapeMismatch(ValueError):
@@ -241,32 +263,51 @@ def check_shapes(table, x, target, labels, loss_code, work):
     if loss_code == CROSS_ENTROPY_LABELS:
         fits_target = labels.shape[0] == batch
     else:
-        fits_target = target.shape[0] == batch and target.shape[1] == table[table.shape[0] - 1, 1]
-    if not fits_target or x.shape[1] != table[0, 0] or work.shape[0] < batch * workspace_per_row(table):
+        fits_target = target.shape[0] == batch and target.shape[1] == table[table.shape[0] - 1, OUT_FEATURES]
+    if (not fits_target or x.shape[1] != table[0, IN_FEATURES]
+            or work.shape[0] < batch * workspace_per_row(table)):
         raise ShapeMismatch("x, target, labels or work do not fit the network")
 
 
-# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> loss; params updated
-# unless the loss or the update is not finite (then inf or the loss is returned). work: >= B * workspace_per_row(table) values.
+# The two halves of a training step, each one compiled call, so that
+# something can sit between them (an allreduce of `grads`, a clip, another
+# optimizer), and network_train_step, both in one call.
+#
+# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> the loss;
+# grads written unless the loss is not finite (then nothing is written).
+# work: >= B * workspace_per_row(table) values.
 # Raises ShapeMismatch (changing nothing) when the shapes do not fit.
 @jit
-def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                       lr, momentum, work):
+def network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, work):
     check_shapes(table, x, target, labels, loss_code, work)
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
-        return narrow_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                                 lr, momentum, outs, delta, grad_a, grad_b, grad_top, x_t)
-    return batch_major_train_step(table, params, grads, velocity, x, target, labels, loss_code,
-                                  reduction, lr, momentum, outs, delta, grad_a, grad_b, grad_top)
+        return narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                                       outs, delta, grad_a, grad_b, grad_top, x_t)
+    return batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                                        outs, delta, grad_a, grad_b, grad_top)
 
 
-# network_train_step in the batch-major layout of kernels/dense.py
+# network_forward_backward, then network_sgd_update: the loss; the parameters
+# updated unless the loss is not finite (returned as it is) or the update
+# would not be (inf is returned), so a caller sees a non-finite step either way.
 @jit
-def batch_major_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                           lr, momentum, outs, delta, grad_a, grad_b, grad_top):
+def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
+                       lr, momentum, work):
+    value = network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, work)
+    if not np.isfinite(value):
+        return value
+    if not network_sgd_update(params, grads, lr, momentum, velocity):
+        return np.inf
+    return value
+
+
+# network_forward_backward in the batch-major layout of kernels/dense.py
+@jit
+def batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                                 outs, delta, grad_a, grad_b, grad_top):
     batch = x.shape[0]
-    n_last = table[table.shape[0] - 1, 1]
+    n_last = table[table.shape[0] - 1, OUT_FEATURES]
     pred = network_forward(table, params, x, outs)
     top = view2d(grad_top, 0, batch, n_last)
     value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
@@ -274,7 +315,7 @@ def batch_major_train_step(table, params, grads, velocity, x, target, labels, lo
         # a step on an inf / NaN loss would poison every parameter: change nothing
         return value
     network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
-    return _apply_sgd(params, grads, lr, momentum, velocity, value)
+    return value
 
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /

@@ -59,9 +59,9 @@ def test_fused_step_matches_layer_by_layer(dtype, momentum, loss_name):
     fused, plain = make_model(dtype), make_model(dtype)
     assert fused.fused is not None
     fused_opt = fastbp.SGD(fused.parameters(), lr=0.05, momentum=momentum)
-    # the reversed list tiles no buffer in order: SGD updates parameter by parameter
-    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.05, momentum=momentum)
-    assert fused.fused.uses(fused_opt) and not plain.fused.uses(plain_opt)
+    # in any order the parameters are the model's: SGD is told to update its flat buffers
+    plain_opt = fastbp.SGD(plain.parameters(), lr=0.05, momentum=momentum)
+    assert fused.fused.uses(fused_opt) and plain.fused.uses(plain_opt)
     loss_a, loss_b = make_loss(), make_loss()
     for batch in (16, 16, 5, 1, 16):  # varying batch sizes reuse the workspace
         x = rng.standard_normal((batch, 3)).astype(dtype)
@@ -90,7 +90,7 @@ def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, los
     fused, plain = build(), build()
     # small enough that half_sum over 210 rows does not diverge
     fused_opt = fastbp.SGD(fused.parameters(), lr=1e-3, momentum=0.9)
-    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=1e-3, momentum=0.9)
+    plain_opt = fastbp.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     loss_a, loss_b = make_loss(), make_loss()
     narrow_min = network.NARROW_MIN_BATCH
     batches = (210, 33, 16, 15, narrow_min, narrow_min - 1, 1, 210)  # odd tails of vector lanes
@@ -115,7 +115,7 @@ def test_fused_fit_epoch_matches_a_python_loop(shuffle):
     opt = fastbp.SGD(fused.parameters(), lr=0.1, momentum=0.5)
     history = fused.fit(x, y, loss=fastbp.CrossEntropyLoss(), optimizer=opt, epochs=3, batch_size=8,
                         shuffle=shuffle, rng=7)
-    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.1, momentum=0.5)
+    plain_opt = fastbp.SGD(plain.parameters(), lr=0.1, momentum=0.5)
     order_rng = np.random.default_rng(7)
     losses = []
     for _ in range(3):
@@ -178,7 +178,7 @@ def test_steady_state_fast_path_hands_shape_changes_to_the_checked_path(widths):
     rng = np.random.default_rng(4)
     fused, plain = make_model(np.float32, widths), make_model(np.float32, widths)
     fused_opt = fastbp.SGD(fused.parameters(), lr=0.1)
-    plain_opt = fastbp.SGD(plain.parameters()[::-1], lr=0.1)
+    plain_opt = fastbp.SGD(plain.parameters(), lr=0.1)
     loss = fastbp.MSELoss()
     n_in, n_out = widths[0], widths[-1]
 
@@ -222,3 +222,38 @@ def test_train_step_kernel_refuses_shapes_that_do_not_fit():
         network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64),
                                    network.CROSS_ENTROPY_LABELS, 1, 0.1, 0.0, fused.work)
     assert np.array_equal(fused.params, before)
+
+
+def test_fused_true_takes_the_fused_step_or_says_why_not():
+    x = np.ones((4, 3), np.float32)
+    y = np.ones((4, 4), np.float32)
+    model = make_model(np.float32)
+    assert np.isfinite(model.train_step(x, y, fastbp.MSELoss(), fastbp.SGD(model.parameters(), lr=0.1),
+                                        fused=True))
+    before = [p.value.copy() for p in model.parameters()]
+    with pytest.raises(ValueError, match="fused=True: .* an SGD over exactly this model's parameters"):
+        model.train_step(x, y, fastbp.MSELoss(), fastbp.Adam(model.parameters()), fused=True)
+    with pytest.raises(ValueError, match="fused=True: .* an SGD over exactly"):
+        model.fit(x, y, loss=fastbp.MSELoss(), optimizer=fastbp.SGD(model.parameters()[:1], lr=0.1),
+                  fused=True)
+    assert all(np.array_equal(p.value, b) for p, b in zip(model.parameters(), before))
+    layered = fastbp.Sequential(fastbp.Linear(3, 4), fastbp.ReLU(), fastbp.Linear(4, 4))
+    with pytest.raises(ValueError, match="not a stack of Linear layers"):
+        layered.train_step(x, y, fastbp.MSELoss(), fastbp.SGD(layered.parameters(), lr=0.1), fused=True)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_forward_backward_then_update_equals_one_fused_step(momentum):
+    # the two halves of the compiled step, with room for an allreduce or a clip between them
+    rng = np.random.default_rng(5)
+    one, two = make_model(np.float32), make_model(np.float32)
+    opt_one = fastbp.SGD(one.parameters(), lr=0.05, momentum=momentum)
+    opt_two = fastbp.SGD(two.parameters(), lr=0.05, momentum=momentum)
+    for batch in (16, 3, 16):
+        x = rng.standard_normal((batch, 3)).astype(np.float32)
+        y = rng.standard_normal((batch, 4)).astype(np.float32)
+        value = one.train_step(x, y, fastbp.MSELoss(), opt_one)
+        assert two.fused.forward_backward(x, y, fastbp.MSELoss()) == value
+        assert two.fused.update(opt_two)
+    np.testing.assert_array_equal(one.fused.params, two.fused.params)
+    np.testing.assert_array_equal(one.fused.grads, two.fused.grads)

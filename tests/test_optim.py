@@ -49,8 +49,8 @@ def test_zero_grad():
 
 
 def test_sgd_per_parameter_follows_arrays_rebound_after_construction():
-    # not one flat buffer, so SGD updates parameter by parameter, keeping 1-D
-    # views of what it last saw; a layer given new arrays must be followed
+    # a bare layer, in no model: SGD updates parameter by parameter, keeping
+    # 1-D views of what it last saw; a layer given new arrays must be followed
     layer = fastbp.Linear(3, 2, rng=0)
     opt = fastbp.SGD(layer.parameters()[::-1], lr=0.5)
     assert opt.flat_params is None
@@ -59,3 +59,22 @@ def test_sgd_per_parameter_follows_arrays_rebound_after_construction():
     layer._bind(np.zeros((3, 2), np.float32), np.ones((3, 2), np.float32), layer.bias, layer.grad_bias)
     opt.step()
     np.testing.assert_array_equal(weights.value, np.full((3, 2), -0.5))
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_sgd_over_a_models_flat_buffers_equals_sgd_parameter_by_parameter(momentum):
+    rng = np.random.default_rng(0)
+    bare = [fastbp.Linear(3, 4, activation="tanh", rng=1), fastbp.Linear(4, 2, rng=2)]
+    model = fastbp.Sequential(fastbp.Linear(3, 4, activation="tanh", rng=1), fastbp.Linear(4, 2, rng=2))
+    per_parameter = fastbp.SGD([p for layer in bare for p in layer.parameters()], lr=0.1, momentum=momentum)
+    flat = fastbp.SGD(model.parameters()[::-1], lr=0.1, momentum=momentum)  # any order: the model's
+    assert per_parameter.flat_params is None and flat.flat_params is model.fused.params
+    for _ in range(4):
+        grads = [rng.standard_normal(p.value.shape).astype(np.float32) for p in model.parameters()]
+        for p, q, g in zip(model.parameters(), per_parameter.params, grads):
+            p.grad[...] = g
+            q.grad[...] = g
+        flat.step()
+        per_parameter.step()
+    for p, q in zip(model.parameters(), per_parameter.params):
+        np.testing.assert_array_equal(p.value, q.value)

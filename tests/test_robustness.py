@@ -45,19 +45,30 @@ def _same(a, b):
 
 # -- optimizer hyper-parameters set after construction --------------------------
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_momentum_set_after_construction_equals_momentum_given_at_construction(fused):
+@pytest.mark.parametrize("path", ["fused", "layers", "bare layers"])
+def test_momentum_set_after_construction_equals_momentum_given_at_construction(path):
     x, y = _data()
     runs = []
     for late in (False, True):
         model = _net()
-        params = model.parameters() if fused else model.parameters()[::-1]
+        if path == "bare layers":  # in no Sequential: SGD updates parameter by parameter
+            layers = [fastbp.Linear(2, 5, activation="sigmoid", rng=0), fastbp.Linear(5, 3, rng=1)]
+            params = [p for layer in layers for p in layer.parameters()]
+        else:
+            params = model.parameters()
         opt = fastbp.SGD(params, lr=0.1, momentum=0.0 if late else 0.9)
         if late:
             opt.momentum = 0.9  # a warm-up: this wrote past a zero-length velocity
         for _ in range(5):
-            model.train_step(x, y, fastbp.MSELoss(), opt)
-        runs.append(_params(model))
+            if path == "bare layers":
+                loss = fastbp.MSELoss()
+                out = layers[1].forward(layers[0].forward(x))
+                loss(out, y)
+                layers[0].backward(layers[1].backward(loss.backward()))
+                opt.step()
+            else:
+                model.train_step(x, y, fastbp.MSELoss(), opt, fused=None if path == "fused" else False)
+        runs.append([p.value.copy() for p in params])
     assert _same(*runs)
 
 
@@ -89,10 +100,10 @@ def test_loss_reduction_set_later_is_honoured_or_refused(fused):
     loss = fastbp.MSELoss()
     loss.reduction = "sum"
     model = _net()
-    opt = fastbp.SGD(model.parameters() if fused else model.parameters()[::-1], lr=0.0)
+    opt = fastbp.SGD(model.parameters(), lr=0.0)
     reference = fastbp.MSELoss(reduction="sum")(_net().forward(x), y)
-    assert model.train_step(x, y, loss, opt) == pytest.approx(reference, rel=1e-6)
-    history = model.fit(x, y, loss=loss, optimizer=opt, epochs=1)
+    assert model.train_step(x, y, loss, opt, fused=fused) == pytest.approx(reference, rel=1e-6)
+    history = model.fit(x, y, loss=loss, optimizer=opt, epochs=1, fused=fused)
     assert history["loss"][0] == pytest.approx(reference, rel=1e-6)
     with pytest.raises(ValueError, match="reduction"):
         loss.reduction = "max"
@@ -266,16 +277,17 @@ def _overflowing():
     return model, np.full((4, 1), 1e10, np.float32), np.zeros((4, 1), np.float32)
 
 
-@pytest.mark.parametrize("make", [lambda p: fastbp.SGD(p, lr=1e-3), lambda p: fastbp.SGD(p[::-1], lr=1e-3),
-                                  lambda p: fastbp.Adam(p, lr=1e-3)])
-def test_an_overflowing_update_changes_nothing(make):
+@pytest.mark.parametrize("make, fused", [(lambda p: fastbp.SGD(p, lr=1e-3), None),
+                                         (lambda p: fastbp.SGD(p, lr=1e-3), False),
+                                         (lambda p: fastbp.Adam(p, lr=1e-3), None)])
+def test_an_overflowing_update_changes_nothing(make, fused):
     model, x, y = _overflowing()
     opt = make(model.parameters())
     before = _params(model)
-    assert model.train_step(x, y, fastbp.MSELoss(), opt) == np.inf
+    assert model.train_step(x, y, fastbp.MSELoss(), opt, fused=fused) == np.inf
     assert _same(before, _params(model))
     with pytest.raises(fastbp.NonFiniteLossError) as info:
-        model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=2, batch_size=2)
+        model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=2, batch_size=2, fused=fused)
     assert info.value.epoch == 0 and info.value.batch == 0
     assert _same(before, _params(model))
     loss = fastbp.MSELoss()
@@ -284,6 +296,19 @@ def test_an_overflowing_update_changes_nothing(make):
     with pytest.raises(fastbp.NonFiniteUpdateError):
         opt.step()
     assert _same(before, _params(model))
+
+
+def test_an_overflowing_per_parameter_sgd_update_changes_nothing():
+    model, x, y = _overflowing()
+    layer = fastbp.Linear(1, 1, rng=0)  # in no model: updated parameter by parameter
+    layer.weights, layer.bias = model.layers[0].weights, model.layers[0].bias
+    opt = fastbp.SGD(layer.parameters(), lr=1e-3, momentum=0.9)
+    layer.backward(2 * layer.forward(x) / 4)
+    before = [p.value.copy() for p in layer.parameters()]
+    with pytest.raises(fastbp.NonFiniteUpdateError, match="nothing was changed"):
+        opt.step()
+    assert _same(before, [p.value for p in layer.parameters()])
+    assert not np.any(opt._velocity[0])
 
 
 # -- checkpoints -----------------------------------------------------------------
@@ -656,12 +681,12 @@ def test_fuzz_hyper_parameters_changed_between_steps_follow_torch(operations, fu
     reference = model.to_torch()
     x, y = _data(9, widths=(3, 4, 2))
     x, y = x.astype(np.float64), y.astype(np.float64)
-    opt = fastbp.SGD(model.parameters() if fused else model.parameters()[::-1], lr=0.1)
+    opt = fastbp.SGD(model.parameters(), lr=0.1)
     torch_opt = torch.optim.SGD(reference.parameters(), lr=0.1, momentum=0.0)
     loss = fastbp.MSELoss()
     for name, value in operations:
         if name == "step":
-            model.train_step(x[:value], y[:value], loss, opt)
+            model.train_step(x[:value], y[:value], loss, opt, fused=None if fused else False)
             torch_opt.zero_grad()
             torch.nn.MSELoss(reduction=loss.reduction)(reference(torch.from_numpy(x[:value])),
                                                        torch.from_numpy(y[:value])).backward()

@@ -87,9 +87,8 @@ def test_fit_epoch_loss_is_the_batches_combined_in_the_reduction(reduction, fuse
     x = rng.standard_normal((10, 3)).astype(np.float32)
     y = rng.standard_normal((10, 2)).astype(np.float32)
     model = fastbp.Sequential(fastbp.Linear(3, 2, rng=0))
-    params = model.parameters() if fused else model.parameters()[::-1]  # reversed: not fused
-    history = model.fit(x, y, loss=fastbp.MSELoss(reduction), optimizer=fastbp.SGD(params, lr=0.0),
-                        epochs=1, batch_size=4, shuffle=False, progress=False)
+    history = model.fit(x, y, loss=fastbp.MSELoss(reduction), optimizer=fastbp.SGD(model.parameters(), lr=0.0),
+                        epochs=1, batch_size=4, shuffle=False, progress=False, fused=fused)
     # lr 0: the parameters never move, so the epoch loss is the loss of all the data
     assert history["loss"][0] == pytest.approx(fastbp.MSELoss(reduction)(model.predict(x), y), rel=1e-6)
 

@@ -12,10 +12,9 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..losses import HALF_SUM, MEAN, SUM
+from ..losses import BCE, BCE_WITH_LOGITS, HALF_SUM, MEAN, MSE, SUM
 from .reduce import block_tree_sum
 
-MSE, BCE, BCE_WITH_LOGITS = 0, 1, 2
 THREADS = 256
 
 
