@@ -10,7 +10,8 @@ import math
 import numpy as np
 
 from . import _cuda, kernels
-from ._cuda import check_device, is_device_array
+from ._backend import backend, backend_of
+from ._cuda import check_device
 from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int, check_rng,
                           float_dtype_of)
 
@@ -138,14 +139,7 @@ def _uniform(rng, bound, shape, dtype):
 
 def _assign(target, value, name, dtype, shape):
     """Copy `value` into the parameter array `target` (host or GPU), checked."""
-    if is_device_array(target):
-        target.copy_to_device(_cuda.as_device_array(value, name, dtype, shape))
-    else:
-        target[...] = as_float_array(_cuda.to_numpy(value), name, dtype, shape)
-
-
-def _device_copy(arr):
-    return _cuda.cuda().to_device(np.ascontiguousarray(arr))
+    backend_of(target).assign(target, value, name, dtype, shape)
 
 
 class WeightedLayer(Layer):
@@ -271,6 +265,7 @@ class Linear(WeightedLayer):
 
     def _init(self, weights, bias):
         self._device = "cpu"
+        self._backend = backend("cpu")
         self._bind(weights, np.zeros_like(weights), bias, None if bias is None else np.zeros_like(bias))
         self._packed_in = None  # the FusedNetwork whose flat buffers hold this layer's arrays
         self.input = None
@@ -286,10 +281,9 @@ class Linear(WeightedLayer):
 
     # -- parameters -----------------------------------------------------------
     def _bias_value(self, value):
-        arr = value if is_device_array(value) else np.asarray(value)
-        if tuple(arr.shape) == (1, self.out_features):  # the notebooks' keepdims=True row
-            arr = arr.reshape(self.out_features)
-        return arr
+        if tuple(np.shape(value)) == (1, self.out_features):  # the notebooks' keepdims=True row
+            return (value if hasattr(value, "reshape") else np.asarray(value)).reshape(self.out_features)
+        return value
 
     # -- compute --------------------------------------------------------------
     def to(self, device):
@@ -302,13 +296,15 @@ class Linear(WeightedLayer):
         if self._packed_in is not None:
             raise RuntimeError("this layer's arrays belong to a Sequential: move the Sequential "
                                "(model.to(device)) instead")
-        move = _device_copy if device == "cuda" else _cuda.to_numpy
+        target = backend(device)
+        move = target.take
         self._bind(move(self._weights), move(self._grad_weights),
                    None if self._bias is None else move(self._bias),
                    None if self._bias is None else move(self._grad_bias))
-        if device == "cuda" and self._bias is None:
-            self._bias_or_empty = self._grad_bias_or_empty = _device_copy(np.empty(0, self.dtype))
+        if self._bias is None:  # the (0,) "no bias" array, on the new device
+            self._bias_or_empty = self._grad_bias_or_empty = move(np.empty(0, self.dtype))
         self._device = device
+        self._backend = target
         self.input = self.output = None
         return self
 
@@ -317,17 +313,10 @@ class Linear(WeightedLayer):
 
         On "cuda", x may be a numpy array (copied over) or a GPU array (used as
         is); the output stays on the GPU."""
-        if self.device == "cuda":
-            from .kernels.cuda import dense as cuda_dense
-
-            x = _cuda.as_device_array(x, "x", self.dtype, (None, self.in_features))
-            out = _cuda.empty((x.shape[0], self.out_features), self.dtype)
-            cuda_dense.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
-            self.input, self.output = x, out
-            return out
-        x = as_float_array(x, "x", self.dtype, (None, self.in_features))
-        out = np.empty((x.shape[0], self.out_features), self.dtype)
-        kernels.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
+        backend = self._backend
+        x = backend.input(x, "x", self.dtype, (None, self.in_features))
+        out = backend.empty((x.shape[0], self.out_features), self.dtype)
+        backend.dense_forward(x, self._weights, self._bias_or_empty, self._act, out)
         self.input, self.output = x, out
         return out
 
@@ -338,19 +327,11 @@ class Linear(WeightedLayer):
         """
         if self.output is None:
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
-        if self.device == "cuda":
-            from .kernels.cuda import dense as cuda_dense
-
-            grad_out = _cuda.as_device_array(grad_out, "grad_out", self.dtype, tuple(self.output.shape))
-            delta = _cuda.empty(self.output.shape, self.dtype)
-            grad_x = _cuda.empty(self.input.shape, self.dtype)
-            cuda_dense.dense_backward(self.input, self._weights, self.output, grad_out, self._act, True,
-                                      delta, self._grad_weights, self._grad_bias_or_empty, grad_x)
-            return grad_x
-        grad_out = as_float_array(grad_out, "grad_out", self.dtype, self.output.shape)
-        delta = np.empty_like(self.output)
-        grad_x = np.empty_like(self.input)
-        kernels.dense_backward(self.input, self._weights, self.output, grad_out, self._act, True,
+        backend = self._backend
+        grad_out = backend.input(grad_out, "grad_out", self.dtype, self.output.shape)
+        delta = backend.empty(self.output.shape, self.dtype)
+        grad_x = backend.empty(self.input.shape, self.dtype)
+        backend.dense_backward(self.input, self._weights, self.output, grad_out, self._act, True,
                                delta, self._grad_weights, self._grad_bias_or_empty, grad_x)
         return grad_x
 
@@ -454,38 +435,21 @@ class Activation(Layer):
         return cls()
 
     def forward(self, x):
-        if is_device_array(x):
-            from .kernels.cuda import dense as cuda_dense
-
-            x = _cuda.as_device_array(x, "x", check_dtype(x.dtype, "x's dtype"))
-            out = _cuda.empty(x.shape, x.dtype)
-            n = int(np.prod(x.shape))
-            cuda_dense.activation_forward(x.reshape(n), self._code, out.reshape(n))
-            self.input, self.output = x, out
-            return out
-        dtype = float_dtype_of(x, "x")
-        x = as_float_array(x, "x", dtype)
-        out = np.empty_like(x)
-        kernels.activation_forward(x.reshape(-1), self._code, out.reshape(-1))
-        self.input, self.output = x, out
+        backend = backend_of(x)  # the device is the data's
+        x = backend.input(x, "x", backend.float_dtype(x, "x"))
+        out = backend.empty(x.shape, x.dtype)
+        backend.activation_forward(backend.flat(x), self._code, backend.flat(out))
+        self.input, self.output, self._backend = x, out, backend
         return out
 
     def backward(self, grad_out):
         if self.output is None:
             raise RuntimeError("backward called before forward: there is no input to differentiate at")
-        if is_device_array(self.output):
-            from .kernels.cuda import dense as cuda_dense
-
-            grad_out = _cuda.as_device_array(grad_out, "grad_out", self.output.dtype, tuple(self.output.shape))
-            grad_x = _cuda.empty(self.output.shape, self.output.dtype)
-            n = int(np.prod(self.output.shape))
-            cuda_dense.activation_backward(self.output.reshape(n), grad_out.reshape(n), self._code,
-                                           grad_x.reshape(n))
-            return grad_x
-        grad_out = as_float_array(grad_out, "grad_out", self.output.dtype, self.output.shape)
-        grad_x = np.empty_like(self.output)
-        kernels.activation_backward(self.output.reshape(-1), grad_out.reshape(-1), self._code,
-                                    grad_x.reshape(-1))
+        backend = self._backend
+        grad_out = backend.input(grad_out, "grad_out", self.output.dtype, self.output.shape)
+        grad_x = backend.empty(self.output.shape, self.output.dtype)
+        backend.activation_backward(backend.flat(self.output), backend.flat(grad_out), self._code,
+                                    backend.flat(grad_x))
         return grad_x
 
     def __repr__(self):

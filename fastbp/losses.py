@@ -2,26 +2,23 @@
 `backward()` returns d loss / d pred with pred's shape and dtype.
 Defaults follow torch.nn's (reduction="mean").
 """
-import numpy as np
-
 from . import kernels
-from ._cuda import as_device_array, as_device_labels, is_device_array
-from ._cuda import empty as device_empty
-from ._validation import as_float_array, check_choice, check_dtype, check_labels, float_dtype_of
-
-
-def _device_dtype(pred):
-    return check_dtype(pred.dtype, "pred's dtype")
+from ._backend import backend_of
+from ._validation import check_choice
 
 
 class Loss:
+    """`forward(pred, target)` on either device (pred's), `backward()` after it.
+    Subclasses name their kernels' `code` (kernels/losses.py) and may check
+    their inputs further in `_check`."""
+
     reductions = ("mean", "sum")
 
     def __init__(self, reduction="mean"):
         self.reduction = reduction
         self.pred = None
         self.target = None
-        self._device_grad = None
+        self._grad = None
 
     @property
     def reduction(self):
@@ -36,41 +33,25 @@ class Loss:
     def __call__(self, pred, target):
         return self.forward(pred, target)
 
-    def _check(self, pred, target):
-        dtype = float_dtype_of(pred, "pred")
-        pred = as_float_array(pred, "pred", dtype)
-        target = as_float_array(target, "target", dtype, pred.shape)
-        return pred, target
+    def _check(self, backend, pred, target):
+        """(kernel code, pred, target) checked on pred's device."""
+        dtype = backend.float_dtype(pred, "pred")
+        pred = backend.input(pred, "pred", dtype)
+        return self.code, pred, backend.input(target, "target", dtype, pred.shape)
 
     def forward(self, pred, target):
-        self._device_grad = None
-        if is_device_array(pred):
-            return self._forward_on_device(pred, target)
-        self.pred, self.target = self._check(pred, target)
-        return float(self._forward(self.pred.reshape(-1), self.target.reshape(-1), self._reduction))
-
-    def _forward_on_device(self, pred, target):
-        # one kernel gives the loss and its gradient; backward hands the gradient out
-        from .kernels.cuda import losses as cuda_losses
-
-        pred = as_device_array(pred, "pred", _device_dtype(pred))
-        target = as_device_array(target, "target", pred.dtype, tuple(pred.shape))
-        grad = device_empty(pred.shape, pred.dtype)
-        n = int(np.prod(pred.shape))
-        value = cuda_losses.elementwise_loss(self.code, pred.reshape(n), target.reshape(n),
-                                             self._reduction, grad.reshape(n))
-        self.pred, self.target, self._device_grad = pred, target, grad
+        backend = backend_of(pred)
+        code, pred, target = self._check(backend, pred, target)
+        value, self._grad = backend.loss_forward(code, pred, target, self._reduction)
+        self._backend, self._code, self.pred, self.target = backend, code, pred, target
         return value
 
     def backward(self):
         if self.pred is None:
             raise RuntimeError("backward called before forward: call loss(pred, target) first")
-        if self._device_grad is not None:
-            return self._device_grad
-        grad = np.empty_like(self.pred)
-        self._backward(self.pred.reshape(-1), self.target.reshape(-1), self._reduction,
-                       grad.reshape(-1))
-        return grad
+        if self._grad is not None:  # computed with the loss (on the GPU)
+            return self._grad
+        return self._backend.loss_backward(self._code, self.pred, self.target, self._reduction)
 
     def fused_code(self, labels, last_activation):
         """The loss code (kernels/losses.py) the whole-network step computes
@@ -90,8 +71,6 @@ class MSELoss(Loss):
 
     reductions = ("mean", "sum", "half_sum")
     code = kernels.MSE
-    _forward = staticmethod(kernels.mse_forward)
-    _backward = staticmethod(kernels.mse_backward)
 
 
 class BCELoss(Loss):
@@ -100,28 +79,22 @@ class BCELoss(Loss):
     range-checked (that would copy it back): a value outside [0, 1] gives NaN."""
 
     code = kernels.BCE
-    _forward = staticmethod(kernels.bce_forward)
-    _backward = staticmethod(kernels.bce_backward)
 
     def fused_code(self, labels, last_activation):
         # the compiled step does not range-check pred: only a sigmoid output
         # is sure to be a probability
         return super().fused_code(labels, last_activation) if last_activation == kernels.SIGMOID else None
 
-    def _check(self, pred, target):
-        pred, target = super()._check(pred, target)
-        if pred.size and (np.nanmin(pred) < 0 or np.nanmax(pred) > 1):
-            raise ValueError(f"pred must hold probabilities in [0, 1], got values in "
-                             f"[{np.nanmin(pred)}, {np.nanmax(pred)}]; use BCEWithLogitsLoss for logits")
-        return pred, target
+    def _check(self, backend, pred, target):
+        code, pred, target = super()._check(backend, pred, target)
+        backend.check_probabilities(pred)
+        return code, pred, target
 
 
 class BCEWithLogitsLoss(Loss):
     """Binary cross-entropy on logits: sigmoid and BCE in one stable formula."""
 
     code = kernels.BCE_WITH_LOGITS
-    _forward = staticmethod(kernels.bce_with_logits_forward)
-    _backward = staticmethod(kernels.bce_with_logits_backward)
 
 
 class CrossEntropyLoss(Loss):
@@ -135,44 +108,9 @@ class CrossEntropyLoss(Loss):
             return None
         return kernels.CROSS_ENTROPY_LABELS if labels else kernels.CROSS_ENTROPY_SOFT
 
-    def forward(self, pred, target):
-        self._device_grad = None
-        if is_device_array(pred):
-            return self._forward_on_device(pred, target)
-        dtype = float_dtype_of(pred, "pred")
-        pred = as_float_array(pred, "pred", dtype, (None, None))
-        target_arr = np.asarray(target)
-        if target_arr.dtype.kind in "iu":
-            labels = check_labels(target_arr, *pred.shape)
-            self.pred, self.target, self._labels = pred, labels, True
-            return float(kernels.softmax_cross_entropy_forward(pred, labels, self._reduction))
-        target = as_float_array(target_arr, "target", dtype, pred.shape)
-        self.pred, self.target, self._labels = pred, target, False
-        return float(kernels.soft_cross_entropy_forward(pred, target, self._reduction))
-
-    def _forward_on_device(self, pred, target):
-        from .kernels.cuda import losses as cuda_losses
-
-        pred = as_device_array(pred, "pred", _device_dtype(pred), (None, None))
-        grad = device_empty(pred.shape, pred.dtype)
-        target_dtype = target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype
-        if np.dtype(target_dtype).kind in "iu":
-            labels = as_device_labels(target, "target", pred.shape[0], pred.shape[1])
-            value = cuda_losses.cross_entropy_loss(pred, labels, None, self._reduction, grad)
-        else:
-            target = as_device_array(target, "target", pred.dtype, tuple(pred.shape))
-            value = cuda_losses.cross_entropy_loss(pred, None, target, self._reduction, grad)
-        self.pred, self._device_grad = pred, grad
-        return value
-
-    def backward(self):
-        if self.pred is None:
-            raise RuntimeError("backward called before forward: call loss(pred, target) first")
-        if self._device_grad is not None:
-            return self._device_grad
-        grad = np.empty_like(self.pred)
-        if self._labels:
-            kernels.softmax_cross_entropy_backward(self.pred, self.target, self._reduction, grad)
-        else:
-            kernels.soft_cross_entropy_backward(self.pred, self.target, self._reduction, grad)
-        return grad
+    def _check(self, backend, pred, target):
+        dtype = backend.float_dtype(pred, "pred")
+        pred = backend.input(pred, "pred", dtype, (None, None))
+        if backend.is_labels(target):
+            return kernels.CROSS_ENTROPY_LABELS, pred, backend.labels(target, *pred.shape)
+        return kernels.CROSS_ENTROPY_SOFT, pred, backend.input(target, "target", dtype, pred.shape)

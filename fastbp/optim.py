@@ -13,6 +13,7 @@ otherwise it changes nothing and raises `NonFiniteUpdateError`.
 import numpy as np
 
 from . import _cuda, kernels
+from ._backend import backend_of
 from .kernels import network as network_kernels
 from ._validation import check_finite_float
 from .layers import Parameter
@@ -36,7 +37,7 @@ def _check_params(params):
 
 
 def _on_device(param):
-    return _cuda.is_device_array(param.value)
+    return backend_of(param.value).device != "cpu"
 
 
 class Optimizer:
@@ -53,10 +54,7 @@ class Optimizer:
 
     def zero_grad(self):
         for p in self.params:
-            if _on_device(p):
-                p.grad.copy_to_device(np.zeros(p.grad.shape, p.grad.dtype))
-            else:
-                p.grad.fill(0)
+            backend_of(p.grad).fill_zero(p.grad)
 
     def step(self):
         """Update every parameter from its gradient; raises
@@ -88,7 +86,7 @@ class SGD(Optimizer):
         # one velocity per parameter ((0,) while momentum is 0), or views of
         # flat_velocity once a network uses this optimizer
         self._velocity = [self._zeros(p, 0) for p in self.params]
-        # per CPU parameter, (value, grad, value 1-D, grad 1-D) as last seen:
+        # per parameter, (value, grad, value 1-D, grad 1-D, backend) as last seen:
         # making the 1-D views each step was ~0.4 us a parameter, a quarter of
         # its update at seed sizes
         self._flat_views = [None] * len(self.params)
@@ -99,8 +97,7 @@ class SGD(Optimizer):
 
     @staticmethod
     def _zeros(p, size):
-        velocity = np.zeros(size, p.value.dtype)
-        return _cuda.cuda().to_device(velocity) if _on_device(p) else velocity
+        return backend_of(p.value).zeros(size, p.value.dtype)
 
     @property
     def momentum(self):
@@ -155,23 +152,15 @@ class SGD(Optimizer):
         views = []
         for i, p in enumerate(self.params):
             value, grad = p.value, p.grad
-            if _cuda.is_device_array(value):
-                n = value.size
-                views.append((value.reshape(n), grad.reshape(n)))
-                continue
             cached = self._flat_views[i]
             if cached is None or cached[0] is not value or cached[1] is not grad:
-                cached = self._flat_views[i] = (value, grad, value.reshape(-1), grad.reshape(-1))
-            if not kernels.sgd_update_is_finite(cached[2], cached[3], lr, momentum, self._velocity[i]):
+                backend = backend_of(value)
+                cached = self._flat_views[i] = (value, grad, backend.flat(value), backend.flat(grad), backend)
+            if not cached[4].sgd_update_is_finite(cached[2], cached[3], lr, momentum, self._velocity[i]):
                 return False
-            views.append(cached[2:])
-        for p, (value, grad), v in zip(self.params, views, self._velocity):
-            if _cuda.is_device_array(value):
-                from .kernels.cuda import optim as cuda_optim
-
-                cuda_optim.sgd_update(value, grad, lr, momentum, v)
-            else:
-                kernels.sgd_update(value, grad, lr, momentum, v)
+            views.append(cached)
+        for (_, _, value, grad, backend), v in zip(views, self._velocity):
+            backend.sgd_update(value, grad, lr, momentum, v)
         return True
 
 
