@@ -1,17 +1,15 @@
 """Training: one step through the layer API, one fused step, one epoch of fit.
 
-numpy is fastbp.baselines.NumpyMLP (the seed notebooks' style) and torch is
+numpy is fastbp.cli.baselines.NumpyMLP (the seed notebooks' style) and torch is
 nn.Sequential + optim.SGD, eager; both do the same step (0.5 * sum of squared
 errors, plain SGD) from the same initial parameters.
 """
 import numpy as np
 
 import fastbp
-from fastbp.baselines import NumpyMLP, torch_mlp, torch_train_step
 
-from fastbp.bench import build
 
-from .common import IMPLS, NETWORKS, network, torch_threads
+from .common import IMPLS, NETWORKS, NumpyMLP, build, network, torch_threads, torch_train_step
 
 # Small enough that no implementation diverges over a benchmark's repeats.
 LR = 1e-5
@@ -30,7 +28,7 @@ def _baseline_step(impl, model, x, y):
         net = NumpyMLP(model)
         return lambda: net.train_step(x, y, LR)
     torch = torch_threads()
-    net = torch_mlp(model)
+    net = model.to_torch()
     opt = torch.optim.SGD(net.parameters(), lr=LR)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     return lambda: torch_train_step(net, opt, tx, ty)
@@ -99,7 +97,7 @@ class FitEpoch:
                 convert = lambda a: a  # noqa: E731
             else:
                 torch = torch_threads()
-                net = torch_mlp(model)
+                net = model.to_torch()
                 opt = torch.optim.SGD(net.parameters(), lr=0.1)
                 step = lambda xb, yb: torch_train_step(net, opt, xb, yb)  # noqa: E731
                 convert = torch.from_numpy

@@ -1,9 +1,11 @@
-"""Shared setup for the asv benchmarks: the three implementations of the same
-work, built from one fastbp model so that they start from equal parameters."""
+"""The one place the asv suite and the stand-alone probes in this folder take
+their helpers from: the three implementations of the same work, built from one
+fastbp model so that they start from equal parameters, and fastbp's timers."""
 import numpy as np
 
-from fastbp.baselines import NUMPY_ACTIVATIONS
-from fastbp.bench import build
+from fastbp.cli.baselines import NUMPY_ACTIVATIONS, NumpyMLP, torch_train_step  # noqa: F401
+from fastbp.cli.bench import machine  # noqa: F401
+from fastbp.cli.timing import best_us, build, median_us, repeated, side_by_side  # noqa: F401
 
 IMPLS = ("fastbp", "numpy", "torch")
 

@@ -4,11 +4,11 @@ import importlib.util
 import pathlib
 import sys
 import tempfile
-import timeit
 
 import numpy as np
 
 import fastbp.kernels.dense as dense
+from common import best_us as _best_us, repeated
 
 
 def _variant(name, condition):
@@ -26,8 +26,7 @@ def _variant(name, condition):
 
 
 def best_us(fn, number=300):
-    fn()
-    return min(timeit.repeat(fn, number=number, repeat=5)) / number * 1e6
+    return _best_us(repeated(fn), number, repeat=5)
 
 
 def main():

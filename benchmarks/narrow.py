@@ -2,14 +2,12 @@
 steps side by side, to choose NARROW_MIN_BATCH. Each step is timed inside one
 compiled loop, so no Python dispatch is counted.
 Run: python benchmarks/narrow.py"""
-import time
-
 import numpy as np
 from numba import njit
 
-from fastbp.bench import build
-from fastbp.kernels import network
+from common import best_us, build
 from fastbp import MSELoss, SGD
+from fastbp.kernels import network
 
 
 @njit
@@ -27,16 +25,6 @@ def _loop_narrow(n, table, params, grads, velocity, x, target, labels, outs, del
         network.narrow_forward_backward(table, params, grads, x, target, labels, 0, 2,
                                         outs, delta, grad_a, grad_b, grad_top, x_t)
         network.network_sgd_update(params, grads, 1e-6, 0.0, velocity)
-
-
-def best_us(fn, n):
-    fn(1)
-    best = float("inf")
-    for _ in range(7):
-        start = time.perf_counter()
-        fn(n)
-        best = min(best, (time.perf_counter() - start) / n)
-    return best * 1e6
 
 
 def main():

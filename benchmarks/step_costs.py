@@ -13,15 +13,12 @@ same GEMMs each followed by one serial read-modify-write pass over its output
 Run: python benchmarks/step_costs.py (about a minute). Medians of interleaved
 rounds; the machine is shared, so compare within one run.
 """
-import statistics
-import time
-
 import numpy as np
 from numba import njit
 
 import fastbp
+from common import best_us, build, side_by_side
 from fastbp import SGD, MSELoss
-from fastbp.bench import build, median_us
 from fastbp.kernels import network
 
 SEED_CASES = [((2, 4, 1), ("relu", "sigmoid"), 8),
@@ -45,12 +42,8 @@ def _steps_in_kernel(n, table, params, grads, velocity, x, target, labels, loss_
 
 
 def medians(timers, rounds=5, budget_s=0.3):
-    """{name: median us} over `rounds` passes of median_us over all timers."""
-    samples = {name: [] for name in timers}
-    for _ in range(rounds):
-        for name, fn in timers.items():
-            samples[name].append(median_us(fn, budget_s))
-    return {name: statistics.median(v) for name, v in samples.items()}
+    """{name: median us} over `rounds` passes of `budget_s` seconds each."""
+    return side_by_side(timers, budget_s * rounds, rounds)
 
 
 def seed_costs(widths, activations, batch):
@@ -68,15 +61,11 @@ def seed_costs(widths, activations, batch):
     _noop(*args)
     _steps_in_kernel(1, *args)
 
-    def in_kernel(n=2000):
-        start = time.perf_counter()
-        _steps_in_kernel(n, *args)
-        return (time.perf_counter() - start) / n * 1e6
     times = medians({"train_step": lambda: model.train_step(x, y, loss, optimizer),
                      "fused.step": lambda: fused.step(x, y, loss, optimizer),
                      "entry point": lambda: entry(*args),
                      "no-op, same arguments": lambda: _noop(*args)})
-    times["in-kernel"] = statistics.median(in_kernel() for _ in range(7))
+    times["in-kernel"] = best_us(lambda n: _steps_in_kernel(n, *args), 2000)
     return times
 
 

@@ -8,27 +8,16 @@ whole step, for the README's known limits.
 Run: python benchmarks/update_check.py (about 20 s). Medians of interleaved
 rounds; the machine is shared, so compare within one run.
 """
-import statistics
-import time
-
 import numpy as np
 
-import fastbp
+from common import build, machine, side_by_side
 from fastbp import SGD, MSELoss
-from fastbp.bench import build, machine
 from fastbp.kernels import sgd_update_is_finite
 
 CASES = [((2, 5, 3), ("sigmoid", "sigmoid"), 210),
          ((64, 128, 128, 10), ("relu", "relu", "identity"), 32),
          ((64, 512, 512, 10), ("relu", "relu", "identity"), 256),
          ((784, 256, 256, 10), ("relu", "relu", "identity"), 256)]
-
-
-def _us(call, repeats):
-    start = time.perf_counter()
-    for _ in range(repeats):
-        call()
-    return (time.perf_counter() - start) / repeats * 1e6
 
 
 def main(rounds=9):
@@ -49,13 +38,8 @@ def main(rounds=9):
 
         def check():
             sgd_update_is_finite(fused.params, fused.grads, opt.lr, opt.momentum, opt.flat_velocity)
-        step(), check()
-        repeats = max(5, int(2e4 / max(_us(step, 3), 1)))
-        steps, checks = [], []
-        for _ in range(rounds):  # interleaved
-            steps.append(_us(step, repeats))
-            checks.append(_us(check, repeats))
-        s, c = statistics.median(steps), statistics.median(checks)
+        times = side_by_side({"step": step, "check": check}, budget_s=0.2 * rounds, rounds=rounds)
+        s, c = times["step"], times["check"]
         print(f"| {'-'.join(map(str, widths))} b{batch} | {s:.1f} | {c:.2f} | {c / s:.1%} |")
 
 

@@ -12,8 +12,7 @@ import numpy as np
 from . import _cuda, kernels
 from ._backend import backend, backend_of
 from ._cuda import check_device
-from ._validation import (as_float_array, check_choice, check_dtype, check_positive_int, check_rng,
-                          float_dtype_of)
+from ._validation import check_choice, check_dtype, check_positive_int, check_rng
 
 ACTIVATIONS = {None: kernels.IDENTITY, "identity": kernels.IDENTITY, "linear": kernels.IDENTITY,
                "sigmoid": kernels.SIGMOID, "relu": kernels.RELU, "tanh": kernels.TANH}

@@ -91,8 +91,7 @@ class Sequential(Layer):
                 if hasattr(layer, "to"):
                     layer.to(device)
             self._device = device
-            if device == "cpu":
-                self.fused = _fused.pack(self.layers)
+            self.fused = _fused.pack(self.layers)  # None on the GPU: pack takes CPU layers only
         return self
 
     def parameters(self):

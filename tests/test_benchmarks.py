@@ -7,7 +7,7 @@ import inspect
 import numpy as np
 import pytest
 
-from fastbp import bench
+from fastbp.cli import bench
 
 MODULES = ["benchmarks.bench_dense", "benchmarks.bench_train", "benchmarks.bench_conv"]
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import fastbp
-from fastbp.__main__ import main as cli
+from fastbp.cli import main as cli
 from conftest import assert_close
 
 

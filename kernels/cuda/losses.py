@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import cuda, float32, float64
 
-from ..losses import BCE, BCE_WITH_LOGITS, HALF_SUM, MEAN, MSE, SUM
+from ..losses import BCE, HALF_SUM, MEAN, MSE, SUM
 from .reduce import block_tree_sum
 
 THREADS = 256

@@ -2,12 +2,11 @@
 the notebook's initial weights) on three generated 2-D Gaussian clusters with
 mini-batch SGD on 0.5 * sum of squared errors, then time the same training in
 textbook numpy and in PyTorch eager."""
-import time
-
 import numpy as np
 
 import fastbp
-from fastbp.baselines import NumpyMLP, torch_mlp, torch_train_step
+from .baselines import NumpyMLP, torch_train_step
+from .timing import median_seconds
 
 SEED004_W1 = [[2.12444863, 0.25264613, 1.45417876, 0.56923979, 0.45822365],
               [-0.80933344, 0.86407349, 0.20170137, -1.87529904, -0.56850693]]
@@ -55,10 +54,10 @@ def run(epochs=400, batch_size=8, lr=0.1, print_every=20, dtype=np.float32, seed
     # The same training, same data order and initial weights, in numpy and torch.
     # Per-epoch time excludes the accuracy pass fit does after each epoch.
     steps = batches(len(x_train), batch_size)
-    times = {"fastbp": _time_epochs(lambda: [net.train_step(x_train[s], targets[s], loss, optimizer)
+    times = {"fastbp": median_seconds(lambda: [net.train_step(x_train[s], targets[s], loss, optimizer)
                                              for s in steps], epochs)}
     numpy_net = NumpyMLP(seed004_network(dtype))
-    times["numpy"] = _time_epochs(lambda: [numpy_net.train_step(x_train[s], targets[s], lr)
+    times["numpy"] = median_seconds(lambda: [numpy_net.train_step(x_train[s], targets[s], lr)
                                            for s in steps], epochs)
     accs = {"fastbp": fastbp_acc,
             "numpy": float(np.mean(np.argmax(numpy_net.forward(x_test), axis=1) == y_test))}
@@ -68,10 +67,10 @@ def run(epochs=400, batch_size=8, lr=0.1, print_every=20, dtype=np.float32, seed
         out("torch is not installed: comparing with numpy only")
     else:
         torch.set_num_threads(1)
-        tnet = torch_mlp(seed004_network(dtype))
+        tnet = seed004_network(dtype).to_torch()
         topt = torch.optim.SGD(tnet.parameters(), lr=lr)
         tx, ty = torch.from_numpy(x_train), torch.from_numpy(targets)
-        times["torch"] = _time_epochs(lambda: [torch_train_step(tnet, topt, tx[s], ty[s]) for s in steps],
+        times["torch"] = median_seconds(lambda: [torch_train_step(tnet, topt, tx[s], ty[s]) for s in steps],
                                       epochs)
         with torch.no_grad():
             accs["torch"] = float(np.mean(np.argmax(tnet(torch.from_numpy(x_test)).numpy(), axis=1) == y_test))
@@ -81,12 +80,3 @@ def run(epochs=400, batch_size=8, lr=0.1, print_every=20, dtype=np.float32, seed
     for name, t in times.items():
         out(f"{name:8s} {t * 1e3:10.3f} {t / len(steps) * 1e6:9.2f} {t / times['fastbp']:9.1f}x {accs[name]:9.4f}")
     return history, times, accs
-
-
-def _time_epochs(epoch_fn, epochs):
-    samples = []
-    for _ in range(epochs):
-        start = time.perf_counter()
-        epoch_fn()
-        samples.append(time.perf_counter() - start)
-    return float(np.median(samples))

@@ -10,11 +10,10 @@ import os
 
 import numpy as np
 
-from . import datasets
-from .layers import Linear
-from .losses import CrossEntropyLoss, MSELoss
-from .model import Sequential
-from .optim import SGD, Adam
+from .. import datasets
+from ..losses import CrossEntropyLoss, MSELoss
+from ..optim import SGD, Adam
+from .timing import build
 
 
 # Labels become one output each (and one-hot columns): a stray label such as
@@ -47,11 +46,9 @@ def build_classifier(n_features, hidden, n_classes, *, activation="sigmoid", los
     """A Sequential of Linear layers: `hidden` widths with `activation`, then
     n_classes outputs (sigmoid for "mse" on one-hot targets, as the seed-004
     notebook does; raw logits for "cross_entropy")."""
-    rng = np.random.default_rng(rng)
     widths = [n_features, *hidden, n_classes]
     acts = [activation] * len(hidden) + ["sigmoid" if loss == "mse" else "identity"]
-    return Sequential(*[Linear(a, b, activation=act, dtype=dtype, rng=rng)
-                        for a, b, act in zip(widths, widths[1:], acts)])
+    return build(widths, acts, seed=rng, dtype=dtype)
 
 
 def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidden=(5,),
@@ -109,7 +106,7 @@ def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidde
     model.save(os.path.join(out_dir, "model.npz"))
     written = ["history.csv", "model.npz"]
     if plots:
-        from .plots import plot_decision_regions, plot_history
+        from ..plots import plot_decision_regions, plot_history
 
         plot_history(history, os.path.join(out_dir, "history.png"))
         written.append("history.png")

@@ -6,7 +6,7 @@ Three tables:
   SGD update), median us (see side_by_side), for
     fused   Sequential.train_step, the whole step in one compiled call
     layers  forward / loss / backward / step through the layer API
-    numpy   fastbp.baselines.NumpyMLP, the seed notebooks' style
+    numpy   fastbp.cli.baselines.NumpyMLP, the seed notebooks' style
     torch   nn.Sequential + optim.SGD, eager
     GEMMs   the step's matrix products alone (x W, x^T delta, delta W^T per
             layer) with the BLAS fastbp uses: the GEMM-bound limit
@@ -25,11 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-from .kernels._jit import jit
+from ..kernels._jit import jit
+from .timing import build, side_by_side
 
 STEP_CASES = [  # name, widths, activations, batch
     ("2-4-1 b8", (2, 4, 1), ("relu", "sigmoid"), 8),
@@ -39,48 +39,6 @@ STEP_CASES = [  # name, widths, activations, batch
 ]
 FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
                  for batch in (256, 4096) for width in (64, 1024)]
-
-
-def median_us(step, budget_s=1.0):
-    """Median time of `step()` in microseconds, after two warm-up calls."""
-    step()
-    step()
-    start = time.perf_counter()
-    step()
-    once = max(time.perf_counter() - start, 1e-7)
-    inner = max(1, int(0.02 / once))
-    samples = []
-    deadline = time.perf_counter() + budget_s
-    while time.perf_counter() < deadline or len(samples) < 5:
-        start = time.perf_counter()
-        for _ in range(inner):
-            step()
-        samples.append((time.perf_counter() - start) / inner)
-    return statistics.median(samples) * 1e6
-
-
-def side_by_side(steps, budget_s=1.0, rounds=3):
-    """{name: us} for {name: step}: `rounds` passes over all the steps, each
-    step timed for budget_s / rounds per pass (median_us), and the median of
-    its passes reported. On a shared machine whose speed drifts for seconds at
-    a time, this spreads each implementation over the whole run instead of
-    one window of it. Steps are not interleaved finer than that: numpy's and
-    numba's OpenBLAS threads keep spinning ~0.1 s after a call and would slow
-    whichever implementation came next."""
-    passes = {name: [] for name in steps}
-    for _ in range(rounds):
-        for name, step in steps.items():
-            passes[name].append(median_us(step, budget_s / rounds))
-    return {name: statistics.median(times) for name, times in passes.items()}
-
-
-def build(widths, activations, seed=0, dtype=np.float32):
-    """A Sequential of Linear layers with these widths and activations."""
-    from . import Linear, Sequential
-
-    rng = np.random.default_rng(seed)
-    return Sequential(*[Linear(a, b, activation=act, rng=rng, dtype=dtype)
-                        for a, b, act in zip(widths, widths[1:], activations)])
 
 
 # The GEMM-bound limit is timed through numba's np.dot, the BLAS (scipy's
@@ -137,8 +95,8 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     """{implementation: median us per training step} for one network."""
     import torch
 
-    from . import SGD, MSELoss
-    from .baselines import NumpyMLP, torch_mlp, torch_train_step
+    from .. import SGD, MSELoss
+    from .baselines import NumpyMLP, torch_train_step
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, widths[0])).astype(np.float32)
@@ -151,19 +109,14 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     opt = SGD(model.parameters(), lr=lr)
 
     layered = build(widths, activations)
-    layered_opt = SGD(layered.parameters(), lr=lr)  # stepped one call at a time below: no fusion
-
-    def layer_step():
-        loss.forward(layered.forward(x), y)
-        layered.backward(loss.backward())
-        layered_opt.step()
+    layered_opt = SGD(layered.parameters(), lr=lr)
 
     numpy_net = NumpyMLP(build(widths, activations))
-    tnet = torch_mlp(build(widths, activations))
+    tnet = build(widths, activations).to_torch()
     topt = torch.optim.SGD(tnet.parameters(), lr=lr)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     results = side_by_side({"fused": lambda: model.train_step(x, y, loss, opt),
-                            "layers": layer_step,
+                            "layers": lambda: layered.train_step(x, y, loss, layered_opt, fused=False),
                             "numpy": lambda: numpy_net.train_step(x, y, lr),
                             "torch": lambda: torch_train_step(tnet, topt, tx, ty),
                             "GEMMs": step_gemms(widths, batch, rng),
@@ -183,7 +136,7 @@ def time_forward(batch, width, activation, budget_s=0.5):
     """{implementation: median us} for one dense layer's forward, act(x @ W + b)."""
     import torch
 
-    from . import Linear
+    from .. import Linear
     from .baselines import NUMPY_ACTIVATIONS
 
     layer = Linear(width, width, activation=activation, rng=0)
@@ -242,7 +195,7 @@ def machine():
         pass
     import torch
 
-    from .threads import _blas_controller
+    from ..threads import _blas_controller
 
     # scipy's own copy (numba's np.dot calls it), in its wheel's scipy.libs
     # folder; numpy's is another build
@@ -281,7 +234,7 @@ def main(argv=None):
                          "(torch==2.13.0 on this machine)") from None
     import numba
 
-    from .threads import get_num_threads, set_deterministic
+    from ..threads import get_num_threads, set_deterministic
 
     set_deterministic(args.deterministic)
     only = set(args.only or ("steps", "forward", "startup"))

@@ -1,7 +1,7 @@
 """The same training written the two ways fastbp's users would otherwise write it:
 textbook numpy (the seed notebooks' style) and PyTorch eager. Used by the demo
-and the benchmarks to compare like with like; torch is imported only here, and
-only when asked for.
+and the benchmarks to compare like with like (the torch network itself is
+`model.to_torch()`); torch is imported only when asked for.
 """
 import numpy as np
 
@@ -44,25 +44,6 @@ class NumpyMLP:
             if bias is not None:
                 bias -= lr * delta.sum(axis=0)
         return loss
-
-
-def torch_mlp(model):
-    """A torch.nn.Sequential with the same architecture and parameters."""
-    import torch
-
-    acts = {"identity": torch.nn.Identity, "sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU,
-            "tanh": torch.nn.Tanh}
-    dtype = torch.float32 if model[0].dtype == np.float32 else torch.float64
-    mods = []
-    for layer in model:
-        linear = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None,
-                                 dtype=dtype)
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(layer.weights.T.copy()))
-            if layer.bias is not None:
-                linear.bias.copy_(torch.from_numpy(layer.bias.copy()))
-        mods += [linear, acts[layer.activation]()]
-    return torch.nn.Sequential(*mods)
 
 
 def torch_train_step(net, optimizer, x, y):
