@@ -3,9 +3,10 @@
 The arithmetic lives in `fastbp.kernels` (pure compiled functions on arrays);
 this package adds validation, state and the layer API of the seed notebooks.
 """
-from ._environment import check_environment
+from ._environment import check_environment, check_installed
 
 check_environment()  # before numba reads NUMBA_NUM_THREADS / NUMBA_DISABLE_JIT
+check_installed(__path__)  # kernels/ is fastbp.kernels only once installed
 
 from . import datasets, kernels  # noqa: E402
 from ._cuda import to_numpy

@@ -1,6 +1,21 @@
-"""Environment variables fastbp depends on, checked before numba reads them,
-so a bad value is reported by name instead of failing deep inside numba."""
+"""What `import fastbp` checks before anything else: the environment
+variables numba reads (so a bad value is reported by name instead of failing
+deep inside numba), and that the package is installed."""
+import importlib.util
 import os
+
+
+def check_installed(package_path):
+    """The top-level kernels/ folder becomes fastbp.kernels when the project is
+    installed (pyproject.toml maps it); imported straight from a source
+    checkout, fastbp has no kernels, and Python's own error blames a circular
+    import. Say what to run instead."""
+    if importlib.util.find_spec("fastbp.kernels") is not None:
+        return
+    root = os.path.dirname(os.path.abspath(package_path[0]))
+    raise ImportError(f"fastbp is being imported from the source checkout {root} without being installed, "
+                      f"so its kernels/ folder is not fastbp.kernels yet. Install it first: "
+                      f"pip install -e {root} (or bash scripts/setup.sh there, which makes .venv)")
 
 
 def check_environment(environ=os.environ):

@@ -827,3 +827,15 @@ def test_fuzz_size_bombs_are_refused_before_allocating(tmp_path_factory, member,
             dst.writestr(info.filename, data)
     with pytest.raises(ValueError, match="not a valid fastbp checkpoint"):
         fastbp.load(folder / "b.npz")
+
+
+def test_importing_an_uninstalled_checkout_says_what_to_run(tmp_path):
+    import shutil
+
+    shutil.copytree(os.path.join(REPO, "fastbp"), tmp_path / "fastbp",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    # -S: no site-packages, so no installed fastbp to find kernels through
+    result = subprocess.run([sys.executable, "-S", "-c", "import fastbp"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=120)
+    assert result.returncode != 0
+    assert "pip install -e" in result.stderr and "circular" not in result.stderr
