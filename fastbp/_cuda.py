@@ -22,7 +22,7 @@ def cuda():
                            f"({exc})") from None
     if not numba_cuda.is_available():
         raise RuntimeError("device='cuda' is unavailable: numba.cuda finds no usable NVIDIA GPU and "
-                           "driver on this machine (numba.cuda.is_available() is False; "
+                           "driver here (numba.cuda.is_available() is False; "
                            "NUMBA_ENABLE_CUDASIM=1 runs the CUDA kernels in numba's simulator)")
     return numba_cuda
 

@@ -41,8 +41,8 @@ def _kernel_ready(arr, dtype):
 
 def _entry_point(dispatcher, args):
     """The compiled function behind `dispatcher` for these argument types,
-    callable without the dispatcher's type resolution (~1 us of a 3 us step
-    for 17 arguments). Only called with arguments of these exact types:
+    callable without the dispatcher's type resolution (which costs about as
+    much as a seed-sized step; benchmarks/step_costs.py). Only called with arguments of these exact types:
     `_kernel_ready` checks the arrays that come from the user, the rest are
     the network's own. None if numba compiled for other types than expected
     (the dispatcher then keeps doing the work)."""
@@ -153,8 +153,8 @@ class FusedNetwork:
 
         The first branch is the steady state of a training loop (same loss and
         optimizer objects, float targets, arrays the kernel takes as they are)
-        and skips everything else: at seed sizes the whole step costs ~3-5 us,
-        so each check here is a visible share of it. It checks the types the
+        and skips everything else: at seed sizes each check here is a visible
+        share of the step (benchmarks/step_costs.py). It checks the types the
         compiled entry point trusts; the kernel itself checks the shapes and
         raises ShapeMismatch before changing anything, which sends the call
         down the checked path to grow the workspace or name the bad argument.

@@ -136,8 +136,8 @@ class Sequential(Layer):
         whose update is not (overflowing gradients) changes no parameter
         either and returns inf.
         """
-        # acquire / release rather than `with`, and no helper method: each
-        # is ~0.05-0.25 us of a ~3-5 us step
+        # acquire / release rather than `with`, and no helper method: at seed
+        # sizes each would be a visible share of the step (benchmarks/step_costs.py)
         self._lock.acquire()
         try:
             if self.fused is not None and fused is not False:
@@ -387,8 +387,8 @@ class _NoBar:
 
 def _progress_bar(progress, epochs):
     """A tqdm bar when it can show (asked for, stderr a terminal: tqdm's own
-    rule for disable=None), else _NoBar: a disabled tqdm still costs ~20 us to
-    build, a third of a one-epoch fit of a seed-sized net."""
+    rule for disable=None), else _NoBar: even a disabled tqdm costs a large
+    share of a one-epoch fit of a seed-sized net to build."""
     stream = sys.stderr
     if not progress or stream is None or (hasattr(stream, "isatty") and not stream.isatty()):
         return _NoBar()
@@ -449,7 +449,8 @@ _default_rng = None
 
 def _shuffle_rng(rng):
     """np.random.default_rng(rng), except that rng=None shares one generator
-    per process: a fresh one draws OS entropy for ~20 us on every fit call."""
+    per process: a fresh one would draw OS entropy on every fit call, which
+    costs more than a short fit."""
     global _default_rng
     if rng is not None:
         return check_rng(rng)

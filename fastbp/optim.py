@@ -87,8 +87,7 @@ class SGD(Optimizer):
         # flat_velocity once a network uses this optimizer
         self._velocity = [self._zeros(p, 0) for p in self.params]
         # per parameter, (value, grad, value 1-D, grad 1-D, backend) as last seen:
-        # making the 1-D views each step was ~0.4 us a parameter, a quarter of
-        # its update at seed sizes
+        # making the 1-D views each step costs more than a seed-sized update
         self._flat_views = [None] * len(self.params)
         self.momentum = momentum
         owner = getattr(self.params[0].layer, "_packed_in", None)

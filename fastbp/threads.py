@@ -16,7 +16,7 @@ so do fixed column or row blocks computed on one thread; its float64 GEMM
 agreed bit for bit in every case tried). Deterministic mode therefore runs BLAS on one thread.
 Spreading fixed blocks over numba's threads, each on a one-thread BLAS, was
 tried: bit-identical, but while OpenBLAS's own idle threads spun, each
-parallel call stalled ~8 ms on this 2-core machine, so it is not used.
+parallel call stalled ~8 ms on 2 cores, so it is not used.
 """
 import os
 

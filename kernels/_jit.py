@@ -12,7 +12,7 @@
 - No ``fastmath``: results must follow IEEE evaluation order, which the tests
   compare against torch, and NaN must propagate. The one exception is
   `jit_sum`, for plain sums, which may be split into vector lanes.
-- No ``parallel=True``: on this 2-core machine a prange epilogue fought the
+- No ``parallel=True``: on 2 cores a prange epilogue fought the
   threaded BLAS GEMM next to it and lost (field notes); the kernels stay
   serial and let BLAS own the threads.
 """
@@ -179,8 +179,8 @@ def view2d(typingctx, flat, offset, rows, cols):
     """flat[offset:offset + rows * cols] seen as a C-ordered (rows, cols) array.
 
     What ``flat[a:b].reshape((rows, cols))`` gives, without its checks: numba's
-    reshape costs ~29 ns, which a network of tiny layers pays ~20 times a step
-    (0.6 us of a 2 us step). The caller guarantees `flat` is 1-D C-contiguous
+    reshape checks cost a visible share of a step of tiny layers, which pay
+    them some twenty times a step. The caller guarantees `flat` is 1-D C-contiguous
     and long enough.
     """
     if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):

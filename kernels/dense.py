@@ -6,7 +6,8 @@ when the layer has none. The public layer API guarantees all of that.
 
 Two paths, chosen per call by the work, batch * in * out multiply-adds:
 - tiny calls run direct loops that fuse everything into one sweep over the
-  batch (a BLAS call costs ~0.5 us of overhead, more than the whole layer);
+  batch (a BLAS call's overhead is more than the whole layer; the switch point
+  is measured by benchmarks/crossover.py);
 - larger ones call BLAS GEMM (scipy's OpenBLAS, reached through numba's
   np.dot, which passes transposes as flags rather than copying) and touch the
   output exactly once more: bias and activation in one pass after the GEMM,

@@ -94,12 +94,9 @@ def _narrow_forward_act(in_t, weights, bias, n_in, act, out_t):
     # place: one long loop, where a pass per row of B left a scalar tail per
     # row and held more registers. Same bits: z is stored in out's dtype
     # either way. ReLU stays in the pass (in place it would be masked
-    # stores, microcoded and ~10x slower on AMD Zen). Measured (float32,
-    # B = 210, ns; the form of commit ec6cc0e, one pass per k with the
-    # activation fused into the last, vs this): 2x5 sigmoid 1327 vs 957,
-    # relu 218 vs 113; 5x3 sigmoid 971 vs 670, tanh 1230 vs 1030; 8x8
-    # sigmoid 2964 vs 1896, relu 1206 vs 568. The whole 2-5-3 step (b210,
-    # MSE, SGD) went from 4.15 to 3.28 us with this and to_batch_inner.
+    # stores, microcoded and slow on AMD Zen). Against one pass per k with
+    # the activation fused into the last, this form is faster for every
+    # narrow width and activation (python benchmarks/narrow.py times steps).
     if act == RELU:
         _narrow_forward(in_t, weights, bias, n_in, RELU, out_t)
         return

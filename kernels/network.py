@@ -18,7 +18,7 @@ row per layer, read by the column names below:
     BIAS_OFFSET                where its bias starts (0 when it has none)
 Workspaces live in one flat buffer `work` (B * workspace_per_row(table)
 values for a batch of B, so one sized for the largest batch serves them all;
-one array rather than six saves ~0.3 us of argument unboxing per call),
+one array rather than six saves argument unboxing on every call),
 carved by split_workspace into
     outs (B * sum of out_features): every layer's output, layer after layer
     delta, grad_a, grad_b (B * max width): reused by every layer
@@ -332,9 +332,8 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
     total = 0.0
     for lo in range(0, n, batch_size):
         rows = min(batch_size, n - lo)
-        # element by element, not a slice assignment per row: 2-5-3, batch
-        # 210, 13,440 shuffled samples, us per step: slices 17-24,
-        # element-wise 10.6-12.6, the step alone 7.3 (Intel Xeon, 2 cores)
+        # element by element, not a slice assignment per row: at seed sizes
+        # the per-row slices cost more than the step they feed
         for r in range(rows):
             src = order[lo + r]
             for c in range(x.shape[1]):

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with fastbp (editable) and its test and benchmark extras.
-# torch goes in first and pinned: this machine holds a local CPU wheel of
+# torch goes in first and pinned: the machines this runs on hold a local CPU wheel of
 # torch 2.13.0, and any looser spec would download a multi-GB CUDA build.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,5 +1,7 @@
 """Shared test helpers. torch (float64) is the reference for every gradient."""
 import os
+import subprocess
+import sys
 
 # CUDA kernels run in numba's simulator unless asked for a real GPU
 # (tests/test_cuda_gpu.py does so in a child process); set before numba loads.
@@ -17,6 +19,7 @@ settings.load_profile("fastbp")
 
 torch.set_num_threads(1)
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DTYPES = (np.float32, np.float64)
 LAYOUTS = ("C", "F", "strided")
 # float32 results are compared with torch in float64 from the same inputs:
@@ -56,3 +59,42 @@ def assert_close(actual, expected, dtype=None, rtol=None):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+TRAINING_PROCESS = """
+import numpy as np, fastbp
+rng = np.random.default_rng(0)
+model = fastbp.Sequential(fastbp.Linear(32, 128, activation="relu", rng=rng), fastbp.Linear(128, 3, rng=rng))
+x = rng.standard_normal((256, 32)).astype(np.float32)
+history = model.fit(x, rng.integers(0, 3, 256), loss=fastbp.CrossEntropyLoss(),
+                    optimizer=fastbp.SGD(model.parameters(), lr=0.05), epochs=3, batch_size=64, rng=0)
+print(np.concatenate([p.value.ravel() for p in model.parameters()]).astype(np.float64).sum().hex())
+"""
+
+
+def run_training_process(env_changes, user=None):
+    """A 32-128-3 fit in a fresh process with these environment changes (as
+    `user`, when given); the hex of the sum of its parameters."""
+    env = dict(os.environ, **env_changes)
+    command = [sys.executable, "-c", TRAINING_PROCESS]
+    if user is not None:
+        command = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups"] + command
+    done = subprocess.run(command, env=env, capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def train_medium(seed=0):
+    """Parameters after 2 epochs of a 64-256-256-10 net, flat."""
+    import fastbp
+
+    rng = np.random.default_rng(seed)
+    model = fastbp.Sequential(fastbp.Linear(64, 256, activation="relu", rng=rng),
+                              fastbp.Linear(256, 256, activation="tanh", rng=rng),
+                              fastbp.Linear(256, 10, rng=rng))
+    x = rng.standard_normal((512, 64)).astype(np.float32)
+    labels = rng.integers(0, 10, 512)
+    model.fit(x, labels, loss=fastbp.CrossEntropyLoss(), optimizer=fastbp.SGD(model.parameters(), lr=0.01,
+                                                                                momentum=0.9),
+              epochs=2, batch_size=128, rng=seed, progress=False)
+    return np.concatenate([p.value.ravel() for p in model.parameters()])

@@ -218,20 +218,26 @@ def main(argv=None):
                         help="run only these tables (repeatable)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
     parser.add_argument("--readme", metavar="PATH",
-                        help="also write the tables into PATH between its <!-- bench --> markers")
+                        help="also write the training-step summary into PATH between its "
+                             "<!-- bench:start --> / <!-- bench:end --> markers")
+    parser.add_argument("--docs", metavar="PATH",
+                        help="also write every table into PATH between the same markers")
     parser.add_argument("--deterministic", action="store_true",
                         help="time with fastbp.set_deterministic(True) (BLAS on one thread)")
     args = parser.parse_args(argv)
     if not (math.isfinite(args.budget) and args.budget > 0):
         parser.error(f"--budget must be a positive number of seconds, got {args.budget}")
-    if args.readme:
-        # before the benchmark runs, not after: its minutes would be lost
-        _readme_markers(args.readme, parser.error)
+    for flag, path in (("--readme", args.readme), ("--docs", args.docs)):
+        if path:
+            # before the benchmark runs, not after: its minutes would be lost
+            _markers(path, flag, parser.error)
+    if args.readme and args.only and "steps" not in args.only:
+        parser.error("--readme writes the training-step table: do not leave out --only steps")
     try:
         import torch
     except ImportError:
         raise SystemExit("fastbp bench compares with torch: pip install 'fastbp[bench]' "
-                         "(torch==2.13.0 on this machine)") from None
+                         "(torch==2.13.0)") from None
     import numba
 
     from ..threads import get_num_threads, set_deterministic
@@ -247,10 +253,13 @@ def main(argv=None):
     emit(f"float32, median of repeats, one process. numba {numba.__version__} "
          f"(threads {get_num_threads()}), torch {torch.__version__} ({torch.get_num_threads()} "
          f"threads), numpy {np.__version__}. {machine()}\n")
+    summary = []
     if "steps" in only:
         rows = []
         for name, widths, acts, batch in STEP_CASES:
             r = time_steps(widths, acts, batch, args.budget)
+            summary.append([name, f"{r['fused']:.1f}", f"{r['numpy']:.1f}", f"{r['torch']:.1f}",
+                            f"{r['numpy'] / r['fused']:.1f}x", f"{r['torch'] / r['fused']:.1f}x"])
             rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "GEMMs",
                                                           "torch GEMMs")]
                         + [f"{r['torch'] / r['fused']:.1f}x", f"{r['numpy'] / r['fused']:.2f}x",
@@ -274,32 +283,37 @@ def main(argv=None):
         emit("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
         emit(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
                                                   ["filled (warm)", f"{warm:.2f}"]]))
+    if args.docs:
+        write_section(args.docs, "\n".join(lines), "--docs")
     if args.readme:
-        write_readme_section(args.readme, "\n".join(lines))
+        write_section(args.readme, f"One training step (forward, loss, backward, SGD), float32, us; "
+                                   f"{machine()}, {get_num_threads()['numba']} threads:\n\n"
+                      + _table(["network, batch", "fastbp", "numpy", "torch eager", "numpy / fastbp",
+                                "torch / fastbp"], summary), "--readme")
     return 0
 
 
-def _readme_markers(path, error, start="<!-- bench:start -->", end="<!-- bench:end -->"):
+def _markers(path, flag, error, start="<!-- bench:start -->", end="<!-- bench:end -->"):
     """The text of `path`, after checking it can be rewritten and has both markers."""
     try:
         with open(path) as f:
-            readme = f.read()
+            text = f.read()
     except (OSError, UnicodeDecodeError) as exc:
-        error(f"--readme {path}: cannot read it ({exc})")
+        error(f"{flag} {path}: cannot read it ({exc})")
     if not os.access(path, os.W_OK):
-        error(f"--readme {path}: not writable")
-    if start not in readme or end not in readme:
-        error(f"--readme {path} has no {start} ... {end} markers to write between")
-    return readme
+        error(f"{flag} {path}: not writable")
+    if start not in text or end not in text:
+        error(f"{flag} {path} has no {start} ... {end} markers to write between")
+    return text
 
 
 def _exit(message):
     raise SystemExit(message)
 
 
-def write_readme_section(path, text, start="<!-- bench:start -->", end="<!-- bench:end -->"):
+def write_section(path, text, flag="--readme", start="<!-- bench:start -->", end="<!-- bench:end -->"):
     """Replace what lies between the two markers in `path` with `text`."""
-    readme = _readme_markers(path, _exit, start, end)
+    readme = _markers(path, flag, _exit, start, end)
     head, rest = readme.split(start, 1)
     tail = rest.split(end, 1)[1]
     with open(path, "w") as f:
