@@ -72,12 +72,17 @@ class CPU:
     sgd_update = staticmethod(kernels.sgd_update)
     sgd_update_is_finite = staticmethod(kernels.sgd_update_is_finite)
 
-    _ELEMENTWISE = {kernels.MSE: (kernels.mse_forward, kernels.mse_backward),
-                    kernels.BCE: (kernels.bce_forward, kernels.bce_backward),
-                    kernels.BCE_WITH_LOGITS: (kernels.bce_with_logits_forward, kernels.bce_with_logits_backward)}
-    _ROWS = {kernels.CROSS_ENTROPY_LABELS: (kernels.softmax_cross_entropy_forward,
-                                            kernels.softmax_cross_entropy_backward),
-             kernels.CROSS_ENTROPY_SOFT: (kernels.soft_cross_entropy_forward, kernels.soft_cross_entropy_backward)}
+    # loss code -> (forward, backward): on flat arrays, and on (B, C) rows
+    _ELEMENTWISE = {
+        kernels.MSE: (kernels.mse_forward, kernels.mse_backward),
+        kernels.BCE: (kernels.bce_forward, kernels.bce_backward),
+        kernels.BCE_WITH_LOGITS: (kernels.bce_with_logits_forward, kernels.bce_with_logits_backward),
+    }
+    _ROWS = {
+        kernels.CROSS_ENTROPY_LABELS: (kernels.softmax_cross_entropy_forward,
+                                       kernels.softmax_cross_entropy_backward),
+        kernels.CROSS_ENTROPY_SOFT: (kernels.soft_cross_entropy_forward, kernels.soft_cross_entropy_backward),
+    }
 
     @classmethod
     def loss_forward(cls, code, pred, target, reduction):
@@ -188,7 +193,8 @@ class CUDA:
             value = losses.cross_entropy_loss(pred, None, target, reduction, grad)
         else:
             n = int(np.prod(pred.shape))
-            value = losses.elementwise_loss(code, pred.reshape(n), target.reshape(n), reduction, grad.reshape(n))
+            value = losses.elementwise_loss(code, pred.reshape(n), target.reshape(n), reduction,
+                                            grad.reshape(n))
         return value, grad
 
 

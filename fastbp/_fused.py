@@ -11,9 +11,8 @@ import numba
 import numpy as np
 
 from .kernels import network
-from ._validation import as_float_array
+from ._validation import as_float_array, check_labels
 from .layers import Linear
-from ._validation import check_labels
 from .losses import CrossEntropyLoss
 from .optim import SGD
 
@@ -39,11 +38,17 @@ def _kernel_ready(arr, dtype):
     return type(arr) is np.ndarray and arr.dtype == dtype and arr.ndim == 2 and arr.flags.carray
 
 
+def _class_indices(loss, y):
+    """y as an array, and whether `loss` reads it as class indices."""
+    y_arr = y if isinstance(y, np.ndarray) else np.asarray(y)
+    return y_arr, isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
+
+
 def _entry_point(dispatcher, args):
     """The compiled function behind `dispatcher` for these argument types,
-    callable without the dispatcher's type resolution (which costs about as
-    much as a seed-sized step; benchmarks/step_costs.py). Only called with arguments of these exact types:
-    `_kernel_ready` checks the arrays that come from the user, the rest are
+    callable without the dispatcher's type resolution (a visible share of a
+    seed-sized step; benchmarks/step_costs.py). Only called with arguments of
+    these exact types: `_kernel_ready` checks the arrays that come from the user, the rest are
     the network's own. None if numba compiled for other types than expected
     (the dispatcher then keeps doing the work)."""
     compiled = dispatcher.overloads.get(tuple(numba.typeof(a) for a in args))
@@ -108,14 +113,15 @@ class FusedNetwork:
         it is told so (and updates the flat buffers in one call from then on)."""
         return type(optimizer) is SGD and optimizer._use_network(self)
 
+    def _why_not_optimizer(self, optimizer):
+        return (f"the optimizer must be an SGD over exactly this model's parameters, got "
+                f"{type(optimizer).__name__} over {len(optimizer.params)} parameters")
+
     def why_not(self, loss, optimizer, y):
         """Why a step with these arguments cannot be fused, or None when it can."""
         if not self.uses(optimizer):
-            return (f"the optimizer must be an SGD over exactly this model's parameters, got "
-                    f"{type(optimizer).__name__} over {len(optimizer.params)} parameters")
-        y_arr = np.asarray(y)
-        labels = isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
-        if loss.fused_code(labels, self.last_activation) is None:
+            return self._why_not_optimizer(optimizer)
+        if loss.fused_code(_class_indices(loss, y)[1], self.last_activation) is None:
             return (f"{type(loss).__name__} is computed layer by layer here (BCELoss needs a sigmoid "
                     f"output layer; subclasses of fastbp's losses are never fused)")
         return None
@@ -130,8 +136,7 @@ class FusedNetwork:
     def loss_args(self, loss, y, batch):
         """(loss_code, reduction, target, labels) with y validated, or None when
         this loss is not fused (the caller then goes layer by layer)."""
-        y_arr = y if isinstance(y, np.ndarray) else np.asarray(y)
-        labels = isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
+        y_arr, labels = _class_indices(loss, y)
         code = loss.fused_code(labels, self.last_activation)
         if code is None:
             return None
@@ -206,7 +211,7 @@ class FusedNetwork:
         """`optimizer`'s update of the flat buffers from `grads`, in one
         compiled call; False (nothing changed) when it would not be finite."""
         if not self.uses(optimizer):
-            raise ValueError(self.why_not(None, optimizer, None))
+            raise ValueError(self._why_not_optimizer(optimizer))
         return bool(network.network_sgd_update(self.params, self.grads, optimizer._lr, optimizer._momentum,
                                                optimizer.flat_velocity))
 

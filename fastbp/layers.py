@@ -347,7 +347,10 @@ class Linear(WeightedLayer):
         n_in = check_positive_int(config["in_features"], "in_features")
         n_out = check_positive_int(config["out_features"], "out_features")
         dtype = _dtype_name(config)
-        return {"weights": ((n_in, n_out), dtype), **({"bias": ((n_out,), dtype)} if _flag(config, "bias") else {})}
+        shapes = {"weights": ((n_in, n_out), dtype)}
+        if _flag(config, "bias"):
+            shapes["bias"] = ((n_out,), dtype)
+        return shapes
 
     def to_torch(self):
         import torch

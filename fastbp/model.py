@@ -145,16 +145,19 @@ class Sequential(Layer):
                 if value is not None:
                     return value
             if fused:
-                raise ValueError(f"fused=True: this step cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
+                raise self._not_fused(loss, optimizer, y)
             return self._layer_step(x, y, loss, optimizer)
         finally:
             self._lock.release()
 
-    def _why_not_fused(self, loss, optimizer, y):
+    def _not_fused(self, loss, optimizer, y):
+        """The ValueError for fused=True when the fused path cannot take these arguments."""
         if self.fused is None:
-            return ("the model is not a stack of Linear layers of one dtype on the CPU (activation "
-                    "layers, Conv2D, Scale or Flatten go layer by layer)")
-        return self.fused.why_not(loss, optimizer, y)
+            why = ("the model is not a stack of Linear layers of one dtype on the CPU (activation "
+                   "layers, Conv2D, Scale or Flatten go layer by layer)")
+        else:
+            why = self.fused.why_not(loss, optimizer, y)
+        return ValueError(f"fused=True: this cannot take the fused step: {why}")
 
     def _layer_step(self, x, y, loss, optimizer):
         value = loss.forward(self._forward(x), y)
@@ -165,14 +168,12 @@ class Sequential(Layer):
         return value if optimizer._step() else math.inf
 
     def _fused_args(self, x, y, loss, optimizer, fused):
-        if fused is False or self.fused is None or not self.fused.uses(optimizer):
-            if fused:
-                raise ValueError(f"fused=True: this fit cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
-            return None
-        x = self.fused.check_input(x)
-        loss_args = self.fused.loss_args(loss, y, x.shape[0])
+        loss_args = None
+        if fused is not False and self.fused is not None and self.fused.uses(optimizer):
+            x = self.fused.check_input(x)
+            loss_args = self.fused.loss_args(loss, y, x.shape[0])
         if loss_args is None and fused:
-            raise ValueError(f"fused=True: this fit cannot be fused: {self._why_not_fused(loss, optimizer, y)}")
+            raise self._not_fused(loss, optimizer, y)
         return None if loss_args is None else (x, loss_args)
 
     def save(self, path):

@@ -118,7 +118,8 @@ class SGD(Optimizer):
     def _set_flat_velocity(self, velocity):
         self.flat_velocity = velocity
         if velocity.size:
-            self._velocity = [velocity[off:off + size] for off, size in map(self._network.offset, self.params)]
+            offsets = map(self._network.offset, self.params)
+            self._velocity = [velocity[off:off + size] for off, size in offsets]
 
     def _use_network(self, network):
         """Update `network`'s flat buffers from now on, if this optimizer's

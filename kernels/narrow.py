@@ -94,9 +94,7 @@ def _narrow_forward_act(in_t, weights, bias, n_in, act, out_t):
     # place: one long loop, where a pass per row of B left a scalar tail per
     # row and held more registers. Same bits: z is stored in out's dtype
     # either way. ReLU stays in the pass (in place it would be masked
-    # stores, microcoded and slow on AMD Zen). Against one pass per k with
-    # the activation fused into the last, this form is faster for every
-    # narrow width and activation (python benchmarks/narrow.py times steps).
+    # stores, microcoded and slow on AMD Zen).
     if act == RELU:
         _narrow_forward(in_t, weights, bias, n_in, RELU, out_t)
         return
