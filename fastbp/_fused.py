@@ -11,9 +11,8 @@ import numba
 import numpy as np
 
 from .kernels import network
-from ._validation import as_float_array, check_labels
+from ._validation import as_float_array, check_batch
 from .layers import Linear
-from .losses import CrossEntropyLoss
 from .optim import SGD
 
 
@@ -41,7 +40,7 @@ def _kernel_ready(arr, dtype):
 def _class_indices(loss, y):
     """y as an array, and whether `loss` reads it as class indices."""
     y_arr = y if isinstance(y, np.ndarray) else np.asarray(y)
-    return y_arr, isinstance(loss, CrossEntropyLoss) and y_arr.dtype.kind in "iu"
+    return y_arr, loss.reads_labels(y_arr)
 
 
 def _entry_point(dispatcher, args):
@@ -121,7 +120,7 @@ class FusedNetwork:
         """Why a step with these arguments cannot be fused, or None when it can."""
         if not self.uses(optimizer):
             return self._why_not_optimizer(optimizer)
-        if loss.fused_code(_class_indices(loss, y)[1], self.last_activation) is None:
+        if self._loss_code(loss, y)[0] is None:
             return (f"{type(loss).__name__} is computed layer by layer here (BCELoss needs a sigmoid "
                     f"output layer; subclasses of fastbp's losses are never fused)")
         return None
@@ -133,24 +132,11 @@ class FusedNetwork:
             self.capacity = batch
         return self.work
 
-    def loss_args(self, loss, y, batch):
-        """(loss_code, reduction, target, labels) with y validated, or None when
-        this loss is not fused (the caller then goes layer by layer)."""
+    def _loss_code(self, loss, y):
+        """(the loss code, whether y holds class indices); the code is None
+        when this loss is not fused (the caller then goes layer by layer)."""
         y_arr, labels = _class_indices(loss, y)
-        code = loss.fused_code(labels, self.last_activation)
-        if code is None:
-            return None
-        if labels:
-            return code, loss._reduction, self._empty_target, check_labels(y_arr, batch, self.n_out)
-        if not (_kernel_ready(y, self.dtype) and y.shape == (batch, self.n_out)):
-            y = as_float_array(y, "target", self.dtype, (batch, self.n_out))
-        return code, loss._reduction, y, self._empty_labels
-
-    def check_input(self, x):
-        """x as the kernels take it, (batch, n_in) C-contiguous in this dtype."""
-        if _kernel_ready(x, self.dtype) and x.shape[1] == self.n_in:
-            return x
-        return as_float_array(x, "x", self.dtype, (None, self.n_in))
+        return loss.fused_code(labels, self.last_activation), labels
 
     def step(self, x, y, loss, optimizer):
         """One fused training step's loss, or None when this call cannot be
@@ -177,18 +163,18 @@ class FusedNetwork:
                                         optimizer._lr, optimizer._momentum, self.work)
             except network.ShapeMismatch:
                 pass  # a batch larger than the workspace, or wrong shapes to report: below
-        if not self.uses(optimizer):
+        code, labels = self._loss_code(loss, y)
+        if code is None or not self.uses(optimizer):
             return None
-        x = self.check_input(x)
-        loss_args = self.loss_args(loss, y, x.shape[0])
-        if loss_args is None:
-            return None
-        code, reduction, target, labels = loss_args
-        args = (self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, code,
-                reduction, optimizer._lr, optimizer._momentum, self._workspace(x.shape[0]))
+        ready = _kernel_ready(x, self.dtype) and (labels or _kernel_ready(y, self.dtype))
+        x, target, labels = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out)
+        work = self._workspace(x.shape[0])
+        args = (self.table, self.params, self.grads, optimizer.flat_velocity, x,
+                self._empty_target if target is None else target,
+                self._empty_labels if labels is None else labels, code, loss._reduction, optimizer._lr,
+                optimizer._momentum, work)
         value = network.network_train_step(*args)
-        if code != network.CROSS_ENTROPY_LABELS and _kernel_ready(x, self.dtype) and _kernel_ready(
-                target, self.dtype):
+        if ready and target is not None:
             # the arguments the fast branch checks for have exactly these types
             self._step_entry = _entry_point(network.network_train_step, args)
             if self._step_entry is not None:
@@ -199,13 +185,14 @@ class FusedNetwork:
         """One batch's loss with every gradient written to `grads` (nothing
         updated), in one compiled call; for what sits between the gradients
         and the update (an allreduce, a clip). A non-finite loss writes nothing."""
-        x = self.check_input(x)
-        loss_args = self.loss_args(loss, y, x.shape[0])
-        if loss_args is None:
+        code, labels = self._loss_code(loss, y)
+        if code is None:
             raise ValueError(f"{type(loss).__name__} is not computed by the fused step here")
-        code, reduction, target, labels = loss_args
-        return network.network_forward_backward(self.table, self.params, self.grads, x, target, labels,
-                                                code, reduction, self._workspace(x.shape[0]))
+        x, target, labels = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out)
+        work = self._workspace(x.shape[0])
+        return network.network_forward_backward(
+            self.table, self.params, self.grads, x, self._empty_target if target is None else target,
+            self._empty_labels if labels is None else labels, code, loss._reduction, work)
 
     def update(self, optimizer):
         """`optimizer`'s update of the flat buffers from `grads`, in one
@@ -215,13 +202,47 @@ class FusedNetwork:
         return bool(network.network_sgd_update(self.params, self.grads, optimizer._lr, optimizer._momentum,
                                                optimizer.flat_velocity))
 
-    def train_epoch(self, x, loss_args, optimizer, order, batch_size):
-        code, reduction, target, labels = loss_args
-        rows = min(batch_size, x.shape[0])
-        x_batch = np.empty((rows, self.n_in), self.dtype)
-        target_batch = np.empty((rows if target.shape[0] else 0, target.shape[1]), self.dtype)
-        labels_batch = np.empty(rows if labels.shape[0] else 0, np.int64)
+    def output_for(self, rows):
+        """An (uninitialised) output for `rows` with its width checked as
+        Linear.forward checks it, without a forward pass."""
+        rows = as_float_array(rows, "x", self.dtype, (None, self.n_in))
+        return np.empty((rows.shape[0], self.n_out), self.dtype)
+
+    def epochs(self, x, y, loss, optimizer, batch_size):
+        """`FusedEpochs` over (x, y) for `fit`: x and y as `check_training_data`
+        returns them for this network's dtype, with `why_not` None for this
+        loss and optimizer."""
+        return FusedEpochs(self, x, y, loss, optimizer, batch_size)
+
+
+class FusedEpochs:
+    """Epochs of the fused path over one data set: each is one compiled call
+    (kernels/network.py network_train_epoch) that gathers every batch into
+    buffers allocated here, once."""
+
+    def __init__(self, network, x, y, loss, optimizer, batch_size):
+        self.network, self.optimizer, self.x, self.y = network, optimizer, x, y
+        self.n = x.shape[0]
+        self.batch_size = self.n if batch_size is None else batch_size
+        labels = loss.reads_labels(y)
+        self._code, self._reduction = loss.fused_code(labels, network.last_activation), loss._reduction
+        self._target = network._empty_target if labels else y
+        self._labels = y if labels else network._empty_labels
+        rows = min(self.batch_size, self.n)
+        self._x_batch = np.empty((rows, network.n_in), network.dtype)
+        self._target_batch = np.empty((0 if labels else rows, network.n_out), network.dtype)
+        self._labels_batch = np.empty(rows if labels else 0, np.int64)
+        self._in_order = np.arange(self.n)
+        self._rows = rows
+
+    def run(self, order, interrupt):
+        """One epoch over the rows in `order` (None: as stored); returns the
+        summed loss and the index of the first batch whose loss or update was
+        not finite (-1 when none was). A Ctrl-C (`interrupt`) takes effect when
+        the compiled call returns."""
+        net, opt = self.network, self.optimizer
         return network.network_train_epoch(
-            self.table, self.params, self.grads, optimizer.flat_velocity, x, target, labels, order,
-            batch_size, code, reduction, optimizer._lr, optimizer._momentum, x_batch, target_batch,
-            labels_batch, self._workspace(rows))
+            net.table, net.params, net.grads, opt.flat_velocity, self.x, self._target, self._labels,
+            self._in_order if order is None else order, self.batch_size, self._code, self._reduction,
+            opt._lr, opt._momentum, self._x_batch, self._target_batch, self._labels_batch,
+            net._workspace(self._rows))

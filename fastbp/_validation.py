@@ -128,3 +128,51 @@ def check_labels(target, batch, classes):
         raise ValueError(f"target class indices must lie in [0, {classes - 1}], got "
                          f"values in [{labels.min()}, {labels.max()}]")
     return labels
+
+
+def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name="y", like_x=None):
+    """(x, y) checked for training, before anything is updated.
+
+    x must be (n, in_features) with n >= 1, of any real numeric dtype; y has
+    n rows: class indices in [0, classes) when `labels` (returned as int64),
+    else one target per output. `output_of(rows)` is the model's output for
+    x's first row, which checks that x fits the model and gives the output's
+    shape; it must change no parameter. With `dtype`, x and float targets
+    come back C-contiguous in that dtype, as the compiled kernels take them.
+    `like_x`: the in_features of the training data that x must match.
+    """
+    x = numeric_array(x, x_name)
+    y = numeric_array(y, y_name)
+    if x.ndim != 2:
+        raise ValueError(f"{x_name} must have shape (n, in_features), got {x.shape}")
+    if like_x is not None and x.shape[1] != like_x:
+        raise ValueError(f"{x_name} must have shape (n, {like_x}) like x, got {x.shape}")
+    if y.shape[:1] != x.shape[:1]:
+        raise ValueError(f"{y_name} must have {x.shape[0]} rows like {x_name}, got shape {y.shape}")
+    rows = x.shape[0]
+    if rows == 0:
+        raise ValueError(f"{x_name} has no samples (shape {x.shape}): there is nothing to fit")
+    if dtype is not None:
+        x = as_float_array(x, x_name, dtype)
+    out_shape = output_of(x[:1]).shape
+    if labels:
+        try:
+            return x, check_labels(y, rows, out_shape[1] if len(out_shape) == 2 else 0)
+        except ValueError as exc:
+            raise ValueError(f"{y_name}: {exc}") from None
+    want = (rows,) + tuple(out_shape[1:])
+    if y.shape != want:
+        raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
+    return x, y if dtype is None else as_float_array(y, y_name, dtype)
+
+
+def check_batch(x, y, labels, dtype, in_features, out_features):
+    """One batch for the compiled whole-network step: x as a (batch,
+    in_features) C-contiguous array of `dtype`, copied only when it is not
+    one already; y as (batch,) int64 class indices in [0, out_features) when
+    `labels`, else as (batch, out_features) targets of `dtype`. Returns
+    (x, targets or None, class indices or None)."""
+    x = as_float_array(x, "x", dtype, (None, in_features))
+    if labels:
+        return x, None, check_labels(y, x.shape[0], out_features)
+    return x, as_float_array(y, "target", dtype, (x.shape[0], out_features)), None

@@ -61,6 +61,10 @@ class Loss:
         something else."""
         return type(self).__dict__.get("code")
 
+    def reads_labels(self, target):
+        """True when this loss reads `target` (an array) as class indices."""
+        return False
+
     def __repr__(self):
         return f"{type(self).__name__}(reduction={self.reduction!r})"
 
@@ -102,6 +106,9 @@ class CrossEntropyLoss(Loss):
     class indices (batch,) or as class probabilities / one-hot rows (batch, classes)."""
 
     code = kernels.CROSS_ENTROPY_SOFT
+
+    def reads_labels(self, target):
+        return target.dtype.kind in "iu"
 
     def fused_code(self, labels, last_activation):
         if type(self) is not CrossEntropyLoss:

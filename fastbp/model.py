@@ -1,6 +1,5 @@
 """Sequential model: layers in order, a training step and a fit loop."""
 import contextlib
-import math
 import signal
 import sys
 import threading
@@ -9,9 +8,9 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from . import _fused, checkpoint, interop
-from ._validation import check_labels, check_positive_int, check_rng, numeric_array
+from . import _fused, _layer_path, checkpoint, interop
 from ._cuda import to_numpy
+from ._validation import check_positive_int, check_rng, check_training_data, numeric_array
 from .layers import Activation, Layer
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
@@ -102,18 +101,14 @@ class Sequential(Layer):
             return self._forward(x)
 
     def _forward(self, x):
-        for layer in self.layers:
-            x = layer.forward(x)
-        return x
+        return _layer_path.forward(self.layers, x)
 
     def backward(self, grad_out):
         with self._lock:
             return self._backward(grad_out)
 
     def _backward(self, grad_out):
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
-        return grad_out
+        return _layer_path.backward(self.layers, grad_out)
 
     def predict(self, x):
         """The network's output for x, (batch, out_features)."""
@@ -146,7 +141,7 @@ class Sequential(Layer):
                     return value
             if fused:
                 raise self._not_fused(loss, optimizer, y)
-            return self._layer_step(x, y, loss, optimizer)
+            return _layer_path.train_step(self.layers, x, y, loss, optimizer)
         finally:
             self._lock.release()
 
@@ -158,23 +153,6 @@ class Sequential(Layer):
         else:
             why = self.fused.why_not(loss, optimizer, y)
         return ValueError(f"fused=True: this cannot take the fused step: {why}")
-
-    def _layer_step(self, x, y, loss, optimizer):
-        value = loss.forward(self._forward(x), y)
-        if not math.isfinite(value):
-            return value
-        self._backward(loss.backward())
-        # inf, as the fused step returns, when the update would not be finite
-        return value if optimizer._step() else math.inf
-
-    def _fused_args(self, x, y, loss, optimizer, fused):
-        loss_args = None
-        if fused is not False and self.fused is not None and self.fused.uses(optimizer):
-            x = self.fused.check_input(x)
-            loss_args = self.fused.loss_args(loss, y, x.shape[0])
-        if loss_args is None and fused:
-            raise self._not_fused(loss, optimizer, y)
-        return None if loss_args is None else (x, loss_args)
 
     def save(self, path):
         """Write this model to `path` (.npz; layout in fastbp/checkpoint.py).
@@ -242,69 +220,47 @@ class Sequential(Layer):
         _check_loss(loss)
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer must be a fastbp optimizer, got {type(optimizer).__name__}")
-        x = numeric_array(x, "x")
-        y = numeric_array(y, "y")
-        if x.ndim != 2:
-            raise ValueError(f"x must have shape (n, in_features), got {x.shape}")
-        if y.shape[:1] != x.shape[:1]:
-            raise ValueError(f"y must have {x.shape[0]} rows like x, got shape {y.shape}")
-        n = x.shape[0]
-        if n == 0:
-            raise ValueError(f"x has no samples (shape {x.shape}): there is nothing to fit")
         epochs = check_positive_int(epochs, "epochs")
-        batch_size = n if batch_size is None else check_positive_int(batch_size, "batch_size")
+        if batch_size is not None:
+            batch_size = check_positive_int(batch_size, "batch_size")
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable as callback(epoch, history), got "
                             f"{type(callback).__name__}")
         rng = _shuffle_rng(rng) if shuffle or rng is not None else None
         # Everything is checked before the first update: an error never
         # leaves the model trained on part of the data.
-        fused = self._fused_args(x, y, loss, optimizer, fused)
-        if fused is None:  # the layer path checks targets batch by batch: check them all now
-            self._check_data(x, y, loss, "x", "y")
+        y = numeric_array(y, "y")
+        fusing = fused is not False and self.fused is not None and self.fused.why_not(loss, optimizer, y) is None
+        if fused and not fusing:
+            raise self._not_fused(loss, optimizer, y)
+        x, y = check_training_data(x, y, loss.reads_labels(y), self.fused.output_for if fusing else self._forward,
+                                   self.fused.dtype if fusing else None)
+        data = (self.fused.epochs(x, y, loss, optimizer, batch_size) if fusing
+                else _layer_path.LayerEpochs(self.layers, x, y, loss, optimizer, batch_size))
         if validation_data is not None:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise TypeError(f"validation_data must be a pair (x_val, y_val), got "
                                 f"{type(validation_data).__name__}"
                                 + (f" of length {len(validation_data)}"
                                    if isinstance(validation_data, (tuple, list)) else ""))
-            x_val = numeric_array(validation_data[0], "validation_data[0]")
             y_val = numeric_array(validation_data[1], "validation_data[1]")
-            if x_val.ndim != 2 or x_val.shape[1] != x.shape[1]:
-                raise ValueError(f"validation_data[0] must have shape (n, {x.shape[1]}) like x, got "
-                                 f"{x_val.shape}")
-            if y_val.shape[:1] != x_val.shape[:1]:
-                raise ValueError(f"validation_data[1] must have {x_val.shape[0]} rows like "
-                                 f"validation_data[0], got shape {y_val.shape}")
-            self._check_data(x_val, y_val, loss, "validation_data[0]", "validation_data[1]")
-            validation_data = (x_val, y_val)
+            validation_data = check_training_data(validation_data[0], y_val, loss.reads_labels(y_val),
+                                                  self._forward, None, "validation_data[0]",
+                                                  "validation_data[1]", like_x=data.x.shape[1])
         history = {"loss": [], "accuracy": [], "val_loss": [], "val_accuracy": [], "seconds": []}
         # a forward pass over all of x per epoch, only when it gives an accuracy
-        has_accuracy = accuracy_kind(y, loss) is not None
+        has_accuracy = accuracy_kind(data.y, loss) is not None
+        n = data.n
         with _progress_bar(progress, epochs) as bar, _HeldInterrupt() as interrupt:
             for epoch in range(epochs):
                 start = time.perf_counter()
-                order = rng.permutation(n) if shuffle else None
-                if fused is not None:
-                    # one compiled call: a Ctrl-C takes effect when it returns
-                    total, bad_batch = self.fused.train_epoch(
-                        fused[0], fused[1], optimizer, np.arange(n) if order is None else order, batch_size)
-                else:  # not fusable, so train_step would go layer by layer too
-                    total, bad_batch = 0.0, -1
-                    for lo in range(0, n, batch_size):
-                        idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
-                        batch_loss = self._layer_step(x[idx], y[idx], loss, optimizer)
-                        if not math.isfinite(batch_loss):
-                            total, bad_batch = batch_loss, lo // batch_size
-                            break
-                        rows = min(lo + batch_size, n) - lo
-                        total += batch_loss * rows if loss.reduction == "mean" else batch_loss
-                        interrupt.raise_if_pending()
+                total, bad_batch = data.run(rng.permutation(n) if shuffle else None, interrupt)
                 if bad_batch >= 0:
-                    raise NonFiniteLossError(epoch, bad_batch, batch_size, total, history)
+                    raise NonFiniteLossError(epoch, bad_batch, data.batch_size, total, history)
                 history["seconds"].append(time.perf_counter() - start)
                 history["loss"].append(total / n if loss.reduction == "mean" else total)
-                history["accuracy"].append(accuracy(self._forward(x), y, loss) if has_accuracy else None)
+                history["accuracy"].append(accuracy(self._forward(data.x), data.y, loss)
+                                           if has_accuracy else None)
                 if validation_data is not None:
                     val_loss, val_acc = self._evaluate(*validation_data, loss)
                     history["val_loss"].append(val_loss)
@@ -316,21 +272,6 @@ class Sequential(Layer):
                     with interrupt.released():
                         callback(epoch, history)
         return history
-
-    def _check_data(self, x, y, loss, x_name, y_name):
-        """Check that (x, y) fit this model and `loss` with one row's forward
-        pass (which changes no parameter) and a look at every target."""
-        out = to_numpy(self._forward(x[:1]))
-        rows = x.shape[0]
-        if isinstance(loss, CrossEntropyLoss) and y.dtype.kind in "iu":
-            try:
-                check_labels(y, rows, out.shape[1] if out.ndim == 2 else 0)
-            except ValueError as exc:
-                raise ValueError(f"{y_name}: {exc}") from None
-            return
-        want = (rows,) + out.shape[1:]
-        if y.shape != want:
-            raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
 
 
 def save(model, path):

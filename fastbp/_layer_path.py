@@ -1,0 +1,61 @@
+"""The layer-by-layer path: forward and backward through a list of layers,
+one training step, and epochs for `fit`.
+
+It takes every model the fused path does not (activation layers, Conv2D,
+Scale, Flatten, a model on the GPU, optimizers other than SGD over exactly
+the model's parameters, losses the compiled step does not compute).
+
+`fit` trains through one of two objects with the same interface, built once
+per call from checked data: `FusedEpochs` (fastbp/_fused.py) when the whole
+network runs as one compiled call, `LayerEpochs` here otherwise. Each holds
+`x`, `y`, `n` and `batch_size`, and `run(order, interrupt)` trains one epoch,
+returning the summed loss and the first batch whose loss or update was not
+finite (-1 when none was).
+"""
+import math
+
+
+def forward(layers, x):
+    for layer in layers:
+        x = layer.forward(x)
+    return x
+
+
+def backward(layers, grad_out):
+    for layer in reversed(layers):
+        grad_out = layer.backward(grad_out)
+    return grad_out
+
+
+def train_step(layers, x, y, loss, optimizer):
+    """forward, loss, backward and `optimizer`'s update; returns the loss.
+    A loss that is not finite stops before the backward pass, and an update
+    that would not be finite changes nothing and returns inf (as the fused
+    step does)."""
+    value = loss.forward(forward(layers, x), y)
+    if not math.isfinite(value):
+        return value
+    backward(layers, loss.backward())
+    return value if optimizer._step() else math.inf
+
+
+class LayerEpochs:
+    def __init__(self, layers, x, y, loss, optimizer, batch_size):
+        self.layers, self.loss, self.optimizer, self.x, self.y = layers, loss, optimizer, x, y
+        self.n = x.shape[0]
+        self.batch_size = self.n if batch_size is None else batch_size
+
+    def run(self, order, interrupt):
+        """One epoch over the rows in `order` (None: as stored), one
+        `train_step` a batch; a Ctrl-C (`interrupt`) takes effect between two."""
+        x, y, n, batch_size, loss = self.x, self.y, self.n, self.batch_size, self.loss
+        total = 0.0
+        for lo in range(0, n, batch_size):
+            idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
+            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer)
+            if not math.isfinite(batch_loss):
+                return batch_loss, lo // batch_size
+            rows = min(lo + batch_size, n) - lo
+            total += batch_loss * rows if loss.reduction == "mean" else batch_loss
+            interrupt.raise_if_pending()
+        return total, -1
