@@ -14,8 +14,11 @@ from .conv import Conv2D, Flatten, Scale
 from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .model import NonFiniteLossError, Sequential, from_torch, load, save, to_torch
-from .optim import SGD, Adam, NonFiniteUpdateError
+from .model import Sequential, from_torch, load, save, to_torch
+from .schedules import (Adaptive, CosineAnnealingLR, EarlyStopping, ExponentialLR, InvScaling, ReduceLROnPlateau,
+                        StepLR, StopTraining)
+from .training import NonFiniteLossError
+from .optim import SGD, Adam, AdamW, NonFiniteUpdateError, clip_grad_norm_
 from .threads import _from_environment, get_num_threads, set_deterministic, set_num_threads
 
 __version__ = "0.1.0"
@@ -28,5 +31,8 @@ __all__ = [
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
-    "SGD", "Adam", "NonFiniteUpdateError", "set_num_threads", "get_num_threads", "set_deterministic",
+    "SGD", "Adam", "AdamW", "clip_grad_norm_", "NonFiniteUpdateError",
+    "StepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau", "InvScaling", "Adaptive",
+    "EarlyStopping", "StopTraining",
+    "set_num_threads", "get_num_threads", "set_deterministic",
 ]

@@ -69,8 +69,8 @@ class CPU:
     dense_backward = staticmethod(kernels.dense_backward)
     activation_forward = staticmethod(kernels.activation_forward)
     activation_backward = staticmethod(kernels.activation_backward)
-    sgd_update = staticmethod(kernels.sgd_update)
-    sgd_update_is_finite = staticmethod(kernels.sgd_update_is_finite)
+    update = staticmethod(kernels.update)
+    update_is_finite = staticmethod(kernels.update_is_finite)
 
     # loss code -> (forward, backward): on flat arrays, and on (B, C) rows
     _ELEMENTWISE = {
@@ -172,13 +172,15 @@ class CUDA:
         self._dense().activation_backward(*args)
 
     @staticmethod
-    def sgd_update(*args):
+    def update(kind, hyper, step, param, grad, state0, state1):
+        """SGD with lr and momentum (the optimizers refuse anything else on
+        the GPU when they are built or changed)."""
         from .kernels.cuda import optim
 
-        optim.sgd_update(*args)
+        optim.sgd_update(param, grad, hyper[kernels.LR], hyper[kernels.MOMENTUM], state0)
 
     @staticmethod
-    def sgd_update_is_finite(*args):
+    def update_is_finite(*args):
         return True  # not checked on the GPU: it would copy a flag back every step
 
     @staticmethod

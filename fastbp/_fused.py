@@ -7,13 +7,17 @@ also train them all; `unpack` gives each layer its own arrays back (for
 `Sequential.to`). It prepares a step and an epoch, and tells an SGD built on
 exactly its parameters (in any order) to update them in one call.
 """
+import math
+
 import numba
 import numpy as np
 
 from .kernels import network
 from ._validation import as_float_array, check_batch
 from .layers import Linear
-from .optim import SGD
+from .optim import SGD, Adam, AdamW
+
+FUSED_OPTIMIZERS = (SGD, Adam, AdamW)
 
 
 def pack(layers):
@@ -108,13 +112,14 @@ class FusedNetwork:
         return self.packed and len(params) == len(self._offsets) == len(keys) and keys == self._offsets.keys()
 
     def uses(self, optimizer):
-        """True when `optimizer` is a plain SGD over exactly these parameters;
-        it is told so (and updates the flat buffers in one call from then on)."""
-        return type(optimizer) is SGD and optimizer._use_network(self)
+        """True when `optimizer` is fastbp's SGD, Adam or AdamW (not a subclass,
+        which may update otherwise) over exactly these parameters; it is told
+        so (and updates the flat buffers in one call from then on)."""
+        return type(optimizer) in FUSED_OPTIMIZERS and optimizer._use_network(self)
 
     def _why_not_optimizer(self, optimizer):
-        return (f"the optimizer must be an SGD over exactly this model's parameters, got "
-                f"{type(optimizer).__name__} over {len(optimizer.params)} parameters")
+        return (f"the optimizer must be fastbp's SGD, Adam or AdamW over exactly this model's parameters, "
+                f"got {type(optimizer).__name__} over {len(optimizer.params)} parameters")
 
     def why_not(self, loss, optimizer, y):
         """Why a step with these arguments cannot be fused, or None when it can."""
@@ -138,7 +143,7 @@ class FusedNetwork:
         y_arr, labels = _class_indices(loss, y)
         return loss.fused_code(labels, self.last_activation), labels
 
-    def step(self, x, y, loss, optimizer):
+    def step(self, x, y, loss, optimizer, l2=0.0):
         """One fused training step's loss, or None when this call cannot be
         fused (the caller then goes layer by layer).
 
@@ -157,23 +162,30 @@ class FusedNetwork:
                 and x.dtype is self._dtype and y.dtype is self._dtype
                 and x.ndim == 2 and y.ndim == 2 and x.flags.carray and y.flags.carray):
             # the types the entry point was compiled for; the kernel checks the shapes
+            state0, state1 = optimizer.flat_state
             try:
-                return self._step_entry(self.table, self.params, self.grads, optimizer.flat_velocity, x,
-                                        y, self._empty_labels, self._fast_code, loss._reduction,
-                                        optimizer._lr, optimizer._momentum, self.work)
+                value = self._step_entry(self.table, self.params, self.grads, state0, state1, x, y,
+                                         self._empty_labels, self._fast_code, loss._reduction, l2,
+                                         optimizer.kind, optimizer.hyper, optimizer.step_count + 1, self.work)
             except network.ShapeMismatch:
                 pass  # a batch larger than the workspace, or wrong shapes to report: below
+            else:
+                if value - value == 0.0:  # finite: the parameters were updated
+                    optimizer.step_count += 1
+                return value
         code, labels = self._loss_code(loss, y)
         if code is None or not self.uses(optimizer):
             return None
         ready = _kernel_ready(x, self.dtype) and (labels or _kernel_ready(y, self.dtype))
         x, target, labels = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out)
         work = self._workspace(x.shape[0])
-        args = (self.table, self.params, self.grads, optimizer.flat_velocity, x,
+        args = (self.table, self.params, self.grads, optimizer.flat_state[0], optimizer.flat_state[1], x,
                 self._empty_target if target is None else target,
-                self._empty_labels if labels is None else labels, code, loss._reduction, optimizer._lr,
-                optimizer._momentum, work)
+                self._empty_labels if labels is None else labels, code, loss._reduction, float(l2),
+                optimizer.kind, optimizer.hyper, optimizer.step_count + 1, work)
         value = network.network_train_step(*args)
+        if math.isfinite(value):
+            optimizer.step_count += 1
         if ready and target is not None:
             # the arguments the fast branch checks for have exactly these types
             self._step_entry = _entry_point(network.network_train_step, args)
@@ -181,7 +193,7 @@ class FusedNetwork:
                 self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
         return value
 
-    def forward_backward(self, x, y, loss):
+    def forward_backward(self, x, y, loss, l2=0.0):
         """One batch's loss with every gradient written to `grads` (nothing
         updated), in one compiled call; for what sits between the gradients
         and the update (an allreduce, a clip). A non-finite loss writes nothing."""
@@ -192,15 +204,14 @@ class FusedNetwork:
         work = self._workspace(x.shape[0])
         return network.network_forward_backward(
             self.table, self.params, self.grads, x, self._empty_target if target is None else target,
-            self._empty_labels if labels is None else labels, code, loss._reduction, work)
+            self._empty_labels if labels is None else labels, code, loss._reduction, float(l2), work)
 
     def update(self, optimizer):
         """`optimizer`'s update of the flat buffers from `grads`, in one
         compiled call; False (nothing changed) when it would not be finite."""
         if not self.uses(optimizer):
             raise ValueError(self._why_not_optimizer(optimizer))
-        return bool(network.network_sgd_update(self.params, self.grads, optimizer._lr, optimizer._momentum,
-                                               optimizer.flat_velocity))
+        return optimizer._step()
 
     def output_for(self, rows):
         """An (uninitialised) output for `rows` with its width checked as
@@ -208,11 +219,11 @@ class FusedNetwork:
         rows = as_float_array(rows, "x", self.dtype, (None, self.n_in))
         return np.empty((rows.shape[0], self.n_out), self.dtype)
 
-    def epochs(self, x, y, loss, optimizer, batch_size):
+    def epochs(self, x, y, loss, optimizer, batch_size, l2=0.0):
         """`FusedEpochs` over (x, y) for `fit`: x and y as `check_training_data`
         returns them for this network's dtype, with `why_not` None for this
         loss and optimizer."""
-        return FusedEpochs(self, x, y, loss, optimizer, batch_size)
+        return FusedEpochs(self, x, y, loss, optimizer, batch_size, l2)
 
 
 class FusedEpochs:
@@ -220,8 +231,8 @@ class FusedEpochs:
     (kernels/network.py network_train_epoch) that gathers every batch into
     buffers allocated here, once."""
 
-    def __init__(self, network, x, y, loss, optimizer, batch_size):
-        self.network, self.optimizer, self.x, self.y = network, optimizer, x, y
+    def __init__(self, network, x, y, loss, optimizer, batch_size, l2):
+        self.network, self.optimizer, self.x, self.y, self.l2 = network, optimizer, x, y, float(l2)
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else batch_size
         labels = loss.reads_labels(y)
@@ -234,15 +245,23 @@ class FusedEpochs:
         self._labels_batch = np.empty(rows if labels else 0, np.int64)
         self._in_order = np.arange(self.n)
         self._rows = rows
+        self._no_lrs = np.empty(0)
 
-    def run(self, order, interrupt):
+    def run(self, order, interrupt, lrs=None):
         """One epoch over the rows in `order` (None: as stored); returns the
         summed loss and the index of the first batch whose loss or update was
-        not finite (-1 when none was). A Ctrl-C (`interrupt`) takes effect when
-        the compiled call returns."""
+        not finite (-1 when none was). `lrs`: a learning rate per batch, or
+        None for the optimizer's. A Ctrl-C (`interrupt`) takes effect when the
+        compiled call returns."""
         net, opt = self.network, self.optimizer
-        return network.network_train_epoch(
-            net.table, net.params, net.grads, opt.flat_velocity, self.x, self._target, self._labels,
-            self._in_order if order is None else order, self.batch_size, self._code, self._reduction,
-            opt._lr, opt._momentum, self._x_batch, self._target_batch, self._labels_batch,
-            net._workspace(self._rows))
+        state0, state1 = opt.flat_state
+        total, bad_batch = network.network_train_epoch(
+            net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels,
+            self._in_order if order is None else order, self.batch_size, self._code, self._reduction, self.l2,
+            opt.kind, opt.hyper, opt.step_count + 1, self._no_lrs if lrs is None else lrs, self._x_batch,
+            self._target_batch, self._labels_batch, net._workspace(self._rows))
+        steps = -(-self.n // self.batch_size) if bad_batch < 0 else bad_batch
+        opt.step_count += steps
+        if lrs is not None and steps:
+            opt.lr = lrs[steps - 1]  # as the layer path leaves it
+        return total, bad_batch

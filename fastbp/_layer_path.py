@@ -14,6 +14,8 @@ finite (-1 when none was).
 """
 import math
 
+from .kernels import optim as optim_kernels
+
 
 def forward(layers, x):
     for layer in layers:
@@ -27,32 +29,53 @@ def backward(layers, grad_out):
     return grad_out
 
 
-def train_step(layers, x, y, loss, optimizer):
-    """forward, loss, backward and `optimizer`'s update; returns the loss.
+def add_l2(layers, l2, loss, rows):
+    """scikit-learn's L2 penalty (`alpha`) after a backward pass: every
+    layer's weights' gradient grows by l2 * W / rows (l2 * W under a sum
+    reduction), biases are not penalised; returns the loss term
+    0.5 * l2 * sum(W ** 2) / rows (or / 1), as kernels/network.py adds it."""
+    rows = rows if loss.reduction == "mean" else 1
+    total = 0.0
+    for layer in layers:
+        for p in layer.parameters():
+            if p.name == "weights":
+                total += optim_kernels.add_l2(p.value.reshape(-1), p.grad.reshape(-1), l2 / rows)
+    return 0.5 * l2 * total / rows
+
+
+def train_step(layers, x, y, loss, optimizer, l2=0.0):
+    """forward, loss, backward (with the L2 penalty `l2`, scikit-learn's
+    `alpha`, when it is not 0) and `optimizer`'s update; returns the loss.
     A loss that is not finite stops before the backward pass, and an update
     that would not be finite changes nothing and returns inf (as the fused
     step does)."""
-    value = loss.forward(forward(layers, x), y)
+    pred = forward(layers, x)
+    value = loss.forward(pred, y)
     if not math.isfinite(value):
         return value
     backward(layers, loss.backward())
+    if l2:
+        value += add_l2(layers, l2, loss, pred.shape[0])
     return value if optimizer._step() else math.inf
 
 
 class LayerEpochs:
-    def __init__(self, layers, x, y, loss, optimizer, batch_size):
-        self.layers, self.loss, self.optimizer, self.x, self.y = layers, loss, optimizer, x, y
+    def __init__(self, layers, x, y, loss, optimizer, batch_size, l2=0.0):
+        self.layers, self.loss, self.optimizer, self.x, self.y, self.l2 = layers, loss, optimizer, x, y, l2
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else batch_size
 
-    def run(self, order, interrupt):
+    def run(self, order, interrupt, lrs=None):
         """One epoch over the rows in `order` (None: as stored), one
-        `train_step` a batch; a Ctrl-C (`interrupt`) takes effect between two."""
+        `train_step` a batch; `lrs`: a learning rate per batch, or None for
+        the optimizer's. A Ctrl-C (`interrupt`) takes effect between two steps."""
         x, y, n, batch_size, loss = self.x, self.y, self.n, self.batch_size, self.loss
         total = 0.0
         for lo in range(0, n, batch_size):
             idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
-            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer)
+            if lrs is not None:
+                self.optimizer.lr = lrs[lo // batch_size]
+            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer, self.l2)
             if not math.isfinite(batch_loss):
                 return batch_loss, lo // batch_size
             rows = min(lo + batch_size, n) - lo

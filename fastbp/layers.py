@@ -79,6 +79,15 @@ class Layer:
     torch_module = None  # the torch.nn class name this layer converts from, if any
     fuses_activation = False  # whether from_torch hands it the activation that follows it
 
+    def __getstate__(self):
+        # pickle and copy.deepcopy: the layer with arrays of its own (views of
+        # a model's flat buffers are copied); a Sequential restored around it
+        # packs it again
+        state = self.__dict__.copy()
+        if "_packed_in" in state:
+            state["_packed_in"] = None
+        return state
+
     def config(self):
         """The constructor arguments that rebuild this layer, as JSON values."""
         return {}

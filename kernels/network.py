@@ -1,5 +1,5 @@
 """A whole network of dense layers in one compiled call: forward, loss,
-backward and the SGD update, per step or per epoch of mini-batches.
+backward and the optimizer's update, per step or per epoch of mini-batches.
 
 It calls the very kernels the layer-by-layer API calls, in the same order;
 what it removes is the Python between them (a few microseconds per layer,
@@ -8,8 +8,10 @@ give the same bits; the batch-inner layout of narrow networks
 (kernels/narrow.py) sums in another order and agrees to float rounding.
 
 Layout. All parameters live in one flat buffer `params` (P,), with gradients
-in `grads` (P,) and the SGD velocity in `velocity` (P,) or (0,) without
-momentum. `table` (L, TABLE_COLUMNS) int64, built by `layer_table`, has one
+in `grads` (P,) and the optimizer's state in `state0`, `state1` (P,) or (0,)
+when unused (kernels/optim.py says which optimizer keeps what there);
+`kind`, `hyper` and `step` name the optimizer, its hyper-parameters and the
+step being taken, as kernels/optim.py `update` reads them. `table` (L, TABLE_COLUMNS) int64, built by `layer_table`, has one
 row per layer, read by the column names below:
     IN_FEATURES, OUT_FEATURES  the layer's widths
     ACTIVATION                 its activation code (kernels/activations.py)
@@ -35,7 +37,8 @@ from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward)
 from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, MSE  # noqa: F401
-from .optim import sgd_update, sgd_update_is_finite
+from .optim import (LR, MAX_GRAD_NORM, add_l2, clip_coefficient, scale, sum_of_squares, update,
+                    update_is_finite)
 
 IN_FEATURES, OUT_FEATURES, ACTIVATION, HAS_BIAS, WEIGHTS_OFFSET, BIAS_OFFSET = range(6)
 TABLE_COLUMNS = 6
@@ -239,16 +242,39 @@ def narrow_forward_backward(table, params, grads, x, target, labels, loss_code, 
     return value
 
 
-# params (P,), grads (P,), velocity (P,) or (0,) -> True when updated.
-# The update only when everything it writes is finite: a finite loss can
-# still give gradients that overflow (a float64 loss of 9e61 while float32
+# The optimizer's update of the whole network -> True when updated: the
+# gradients clipped to hyper[MAX_GRAD_NORM] first when it is set (the
+# parameters' sums of squares added layer by layer, weights then bias, as
+# the layer-by-layer path adds them in model.parameters() order), then the
+# update only when everything it writes is finite: a finite loss can still
+# give gradients that overflow (a float64 loss of 9e61 while float32
 # gradients reach inf); then nothing changes and the result is False.
 @jit
-def network_sgd_update(params, grads, lr, momentum, velocity):
-    if not sgd_update_is_finite(params, grads, lr, momentum, velocity):
+def network_update(table, params, grads, state0, state1, kind, hyper, step):
+    if hyper[MAX_GRAD_NORM] != 0.0:
+        total = 0.0
+        for l in range(table.shape[0]):
+            total += sum_of_squares(ravel(_weights(table, grads, l)))
+            total += sum_of_squares(_bias(table, grads, l))
+        coef = clip_coefficient(total, hyper[MAX_GRAD_NORM])
+        if coef < 1.0:
+            scale(grads, coef)
+    if not update_is_finite(kind, hyper, step, params, grads, state0, state1):
         return False
-    sgd_update(params, grads, lr, momentum, velocity)
+    update(kind, hyper, step, params, grads, state0, state1)
     return True
+
+
+# scikit-learn's L2 penalty (`alpha`) on every layer's weights, biases not
+# penalised: the weights' gradients grow by alpha * W / B (alpha * W under a
+# sum reduction); returns the loss term 0.5 * alpha * sum(W ** 2) / B (or / 1).
+@jit
+def network_add_l2(table, params, grads, l2, reduction, batch):
+    rows = batch if reduction == MEAN else 1
+    total = 0.0
+    for l in range(table.shape[0]):
+        total += add_l2(ravel(_weights(table, params, l)), ravel(_weights(table, grads, l)), l2 / rows)
+    return 0.5 * l2 * total / rows
 
 
 class ShapeMismatch(ValueError):
@@ -273,31 +299,36 @@ def check_shapes(table, x, target, labels, loss_code, work):
 # something can sit between them (an allreduce of `grads`, a clip, another
 # optimizer), and network_train_step, both in one call.
 #
-# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> the loss;
-# grads written unless the loss is not finite (then nothing is written).
+# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> the loss,
+# with scikit-learn's L2 penalty `l2` (its `alpha`; 0 for none) on the
+# weights; grads written unless the loss is not finite (then nothing is written).
 # work: >= B * workspace_per_row(table) values.
 # Raises ShapeMismatch (changing nothing) when the shapes do not fit.
 @jit
-def network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, work):
+def network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, l2, work):
     check_shapes(table, x, target, labels, loss_code, work)
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
-        return narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
-                                       outs, delta, grad_a, grad_b, grad_top, x_t)
-    return batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
-                                        outs, delta, grad_a, grad_b, grad_top)
+        value = narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                                        outs, delta, grad_a, grad_b, grad_top, x_t)
+    else:
+        value = batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+                                             outs, delta, grad_a, grad_b, grad_top)
+    if l2 != 0.0 and np.isfinite(value):
+        value += network_add_l2(table, params, grads, l2, reduction, x.shape[0])
+    return value
 
 
-# network_forward_backward, then network_sgd_update: the loss; the parameters
+# network_forward_backward, then network_update: the loss; the parameters
 # updated unless the loss is not finite (returned as it is) or the update
 # would not be (inf is returned), so a caller sees a non-finite step either way.
 @jit
-def network_train_step(table, params, grads, velocity, x, target, labels, loss_code, reduction,
-                       lr, momentum, work):
-    value = network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, work)
+def network_train_step(table, params, grads, state0, state1, x, target, labels, loss_code, reduction, l2,
+                       kind, hyper, step, work):
+    value = network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, l2, work)
     if not np.isfinite(value):
         return value
-    if not network_sgd_update(params, grads, lr, momentum, velocity):
+    if not network_update(table, params, grads, state0, state1, kind, hyper, step):
         return np.inf
     return value
 
@@ -319,16 +350,20 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, loss_c
 
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /
-# target_batch / labels_batch buffers (B rows), then one fused step.
+# target_batch / labels_batch buffers (B rows), then one fused step, the
+# first of them step number `step`. `lrs` (one learning rate per batch, for
+# a schedule that changes it every step) or (0,) for hyper[LR] throughout.
 # Returns (the sum over batches of loss * rows (reduction MEAN) or of loss,
 # the index of the first batch whose loss was not finite, or -1). The epoch
 # stops at that batch, whose step changed nothing.
 @jit
-def network_train_epoch(table, params, grads, velocity, x, target, labels, order, batch_size,
-                        loss_code, reduction, lr, momentum, x_batch, target_batch, labels_batch, work):
+def network_train_epoch(table, params, grads, state0, state1, x, target, labels, order, batch_size,
+                        loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
+                        work):
     n = order.shape[0]
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
+    step_hyper = hyper.copy()
     total = 0.0
     for lo in range(0, n, batch_size):
         rows = min(batch_size, n - lo)
@@ -343,11 +378,13 @@ def network_train_epoch(table, params, grads, velocity, x, target, labels, order
                     target_batch[r, c] = target[src, c]
             if has_labels:
                 labels_batch[r] = labels[src]
+        if lrs.shape[0] != 0:
+            step_hyper[LR] = lrs[lo // batch_size]
         value = network_train_step(
-            table, params, grads, velocity, x_batch[:rows],
+            table, params, grads, state0, state1, x_batch[:rows],
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
-            loss_code, reduction, lr, momentum, work)
+            loss_code, reduction, l2, kind, step_hyper, step + lo // batch_size, work)
         if not np.isfinite(value):
             return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a

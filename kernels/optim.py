@@ -13,7 +13,7 @@ gradients, say) changes nothing.
 """
 import numpy as np
 
-from ._jit import jit, jit_sum
+from ._jit import inline, jit, jit_sum
 
 
 # param (n,), grad (n,), velocity (n,) -> param, velocity updated in place
@@ -91,3 +91,151 @@ def adam_update_is_finite(param, grad, lr, beta1, beta2, eps, step, exp_avg, exp
         p = param[i] + neg_step * m / (np.sqrt(v) / bc2_sqrt + eps_t)
         bad += (p - p) + (m - m) + (v - v)
     return bad == 0
+
+
+# ---------------------------------------------------------------------------
+# The one update every fastbp optimizer goes through: the whole-network step
+# (kernels/network.py) calls it on the flat buffers, the layer-by-layer path
+# on each parameter, so the two give the same bits.
+#
+# kind: SGD or ADAM. hyper: float64 (HYPER_SIZE,), read by the names below
+# (the Python optimizers keep it current). step: the step being taken (>= 1).
+# param, grad (n,); state0, state1 (n,) or (0,) when unused:
+#   SGD   state0 = the momentum buffer (when momentum > 0)
+#   ADAM  state0 = exp_avg, state1 = exp_avg_sq
+# The rules are torch's (torch.optim.SGD without dampening, Adam, AdamW),
+# in its order of operations:
+#   SGD   g += weight_decay p;  b = momentum b + g;  g = g + momentum b
+#         (nesterov) or b;  p -= lr g
+#   ADAM  p *= 1 - lr weight_decay (decoupled, AdamW), or g += weight_decay p;
+#         then the Adam step above
+SGD, ADAM = 0, 1
+LR, MOMENTUM, NESTEROV, WEIGHT_DECAY, DECOUPLED_WEIGHT_DECAY, BETA1, BETA2, EPS, MAX_GRAD_NORM = range(9)
+HYPER_SIZE = 9
+
+
+@inline
+def _sgd_element(p, g, b, lr, momentum, weight_decay, nesterov, has_momentum, has_decay):
+    """(new p, new momentum buffer) for one element."""
+    if has_decay:
+        g = g + weight_decay * p
+    if has_momentum:
+        b = momentum * b + g
+        g = g + momentum * b if nesterov else b
+    return p - lr * g, b
+
+
+@inline
+def _adam_element(p, g, m, v, weight_decay, decay, w1, beta2, w2, eps, neg_step, bc2_sqrt,
+                  has_decay, decoupled):
+    """(new p, new exp_avg, new exp_avg_sq) for one element."""
+    if decoupled:
+        p = p * decay
+    elif has_decay:
+        g = g + weight_decay * p
+    m = m + w1 * (g - m)
+    v = beta2 * v + w2 * g * g
+    return p + neg_step * m / (np.sqrt(v) / bc2_sqrt + eps), m, v
+
+
+@jit
+def _sgd_constants(param, hyper):
+    dt = param.dtype.type
+    return (dt(hyper[LR]), dt(hyper[MOMENTUM]), dt(hyper[WEIGHT_DECAY]), hyper[NESTEROV] != 0.0,
+            hyper[MOMENTUM] != 0.0, hyper[WEIGHT_DECAY] != 0.0)
+
+
+@jit
+def _adam_hyper_constants(param, hyper, step):
+    dt = param.dtype.type
+    decoupled = hyper[DECOUPLED_WEIGHT_DECAY] != 0.0
+    # AdamW's factor is computed in float64 and rounded once, as torch's
+    # param.mul_(1 - lr * weight_decay) does
+    decay = dt(1.0 - hyper[LR] * hyper[WEIGHT_DECAY])
+    w1, beta2, w2, eps, neg_step, bc2_sqrt = _adam_constants(param, hyper[LR], hyper[BETA1], hyper[BETA2],
+                                                             hyper[EPS], step)
+    return (dt(hyper[WEIGHT_DECAY]), decay, w1, beta2, w2, eps, neg_step, bc2_sqrt,
+            hyper[WEIGHT_DECAY] != 0.0, decoupled)
+
+
+@jit
+def update(kind, hyper, step, param, grad, state0, state1):
+    if kind == ADAM:
+        wd, decay, w1, beta2, w2, eps, neg_step, bc2_sqrt, has_decay, decoupled = _adam_hyper_constants(
+            param, hyper, step)
+        for i in range(param.shape[0]):
+            param[i], state0[i], state1[i] = _adam_element(
+                param[i], grad[i], state0[i], state1[i], wd, decay, w1, beta2, w2, eps, neg_step, bc2_sqrt,
+                has_decay, decoupled)
+        return
+    lr, momentum, wd, nesterov, has_momentum, has_decay = _sgd_constants(param, hyper)
+    if has_momentum:
+        for i in range(param.shape[0]):
+            param[i], state0[i] = _sgd_element(param[i], grad[i], state0[i], lr, momentum, wd, nesterov,
+                                               True, has_decay)
+    else:
+        for i in range(param.shape[0]):
+            param[i] = _sgd_element(param[i], grad[i], grad[i], lr, momentum, wd, nesterov, False,
+                                    has_decay)[0]
+
+
+# True when every value `update` would write is finite; writes nothing.
+@jit_sum
+def update_is_finite(kind, hyper, step, param, grad, state0, state1):
+    bad = param.dtype.type(0)
+    if kind == ADAM:
+        wd, decay, w1, beta2, w2, eps, neg_step, bc2_sqrt, has_decay, decoupled = _adam_hyper_constants(
+            param, hyper, step)
+        for i in range(param.shape[0]):
+            p, m, v = _adam_element(param[i], grad[i], state0[i], state1[i], wd, decay, w1, beta2, w2, eps,
+                                    neg_step, bc2_sqrt, has_decay, decoupled)
+            bad += (p - p) + (m - m) + (v - v)
+        return bad == 0
+    lr, momentum, wd, nesterov, has_momentum, has_decay = _sgd_constants(param, hyper)
+    if has_momentum:
+        for i in range(param.shape[0]):
+            p, b = _sgd_element(param[i], grad[i], state0[i], lr, momentum, wd, nesterov, True, has_decay)
+            bad += (p - p) + (b - b)
+    else:
+        for i in range(param.shape[0]):
+            p = _sgd_element(param[i], grad[i], grad[i], lr, momentum, wd, nesterov, False, has_decay)[0]
+            bad += p - p
+    return bad == 0
+
+
+# Gradient clipping by global norm, torch.nn.utils.clip_grad_norm_'s rule:
+# the norm of every gradient together, sqrt(sum of sum_of_squares) over the
+# parameters in order (in float64); then each gradient is multiplied by
+# clip_coefficient (max_norm / (norm + 1e-6), when that is below 1).
+@jit_sum
+def sum_of_squares(x):
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += np.float64(x[i]) * np.float64(x[i])
+    return total
+
+
+@jit
+def clip_coefficient(total_squares, max_norm):
+    """The factor the gradients are scaled by; 1.0 when their norm is within max_norm."""
+    coef = max_norm / (np.sqrt(total_squares) + 1e-6)
+    return coef if coef < 1.0 else 1.0
+
+
+@jit
+def scale(x, coef):
+    coef_t = x.dtype.type(coef)
+    for i in range(x.shape[0]):
+        x[i] *= coef_t
+
+
+# scikit-learn's L2 penalty (its MLP's `alpha`) on one weight matrix, flat:
+# grad += grad_scale * weights (grad_scale = alpha / batch under a mean
+# reduction, alpha under a sum); returns sum(weights ** 2) in float64, which
+# the caller turns into the loss term 0.5 * alpha * sum / batch (or / 1).
+@jit
+def add_l2(weights, grad, grad_scale):
+    scale_t = weights.dtype.type(grad_scale)
+    for i in range(weights.shape[0]):
+        grad[i] += scale_t * weights[i]
+    return sum_of_squares(weights)

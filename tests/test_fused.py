@@ -211,16 +211,17 @@ def test_train_step_kernel_refuses_shapes_that_do_not_fit():
     fused = model.fused
     before = fused.params.copy()
     labels = np.empty(0, np.int64)
-    args = (fused.table, fused.params, fused.grads, opt.flat_velocity)
+    args = (fused.table, fused.params, fused.grads) + opt.flat_state
+    step = (0.0, opt.kind, opt.hyper, 2)  # l2, the optimizer, the step number
     for bad_x, bad_y, work in [(np.ones((4, 2), np.float32), y, fused.work),
                                (x, np.ones((3, 4), np.float32), fused.work),
                                (x, np.ones((4, 5), np.float32), fused.work),
                                (x, y, fused.work[:10])]:
         with pytest.raises(network.ShapeMismatch):
-            network.network_train_step(*args, bad_x, bad_y, labels, network.MSE, 1, 0.1, 0.0, work)
+            network.network_train_step(*args, bad_x, bad_y, labels, network.MSE, 1, *step, work)
     with pytest.raises(network.ShapeMismatch):  # labels for a batch of 3, x of 4
         network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64),
-                                   network.CROSS_ENTROPY_LABELS, 1, 0.1, 0.0, fused.work)
+                                   network.CROSS_ENTROPY_LABELS, 1, *step, fused.work)
     assert np.array_equal(fused.params, before)
 
 
@@ -231,9 +232,12 @@ def test_fused_true_takes_the_fused_step_or_says_why_not():
     assert np.isfinite(model.train_step(x, y, fastbp.MSELoss(), fastbp.SGD(model.parameters(), lr=0.1),
                                         fused=True))
     before = [p.value.copy() for p in model.parameters()]
-    with pytest.raises(ValueError, match="fused=True: .* an SGD over exactly this model's parameters"):
-        model.train_step(x, y, fastbp.MSELoss(), fastbp.Adam(model.parameters()), fused=True)
-    with pytest.raises(ValueError, match="fused=True: .* an SGD over exactly"):
+    class MySGD(fastbp.SGD):  # a subclass may update otherwise: never fused
+        pass
+
+    with pytest.raises(ValueError, match="fused=True: .* SGD, Adam or AdamW over exactly this model's"):
+        model.train_step(x, y, fastbp.MSELoss(), MySGD(model.parameters(), lr=0.1), fused=True)
+    with pytest.raises(ValueError, match="fused=True: .* SGD, Adam or AdamW over exactly"):
         model.fit(x, y, loss=fastbp.MSELoss(), optimizer=fastbp.SGD(model.parameters()[:1], lr=0.1),
                   fused=True)
     assert all(np.array_equal(p.value, b) for p, b in zip(model.parameters(), before))

@@ -308,7 +308,7 @@ def test_an_overflowing_per_parameter_sgd_update_changes_nothing():
     with pytest.raises(fastbp.NonFiniteUpdateError, match="nothing was changed"):
         opt.step()
     assert _same(before, [p.value for p in layer.parameters()])
-    assert not np.any(opt._velocity[0])
+    assert not np.any(opt._state[0][0])  # the velocity
 
 
 # -- checkpoints -----------------------------------------------------------------
@@ -485,29 +485,38 @@ def test_fit_on_the_layer_path_checks_every_target_before_training():
 
 # -- Ctrl-C lands between steps ------------------------------------------------------
 
-def _interrupting_adam_update(at, updates, real_update=fastbp.kernels.adam_update):
-    """kernels.adam_update, sending SIGINT to this process after its `at`-th call."""
-    def adam_update(*args):
+def _unfused_net():
+    """_net()'s network with its sigmoid as a layer of its own: not fused, so
+    its optimizer updates parameter by parameter."""
+    rng = np.random.default_rng(0)
+    return fastbp.Sequential(fastbp.Linear(2, 5, dtype=np.float32, rng=rng), fastbp.Sigmoid(),
+                             fastbp.Linear(5, 3, dtype=np.float32, rng=rng))
+
+
+def _interrupting_update(at, updates, real_update=fastbp.kernels.update):
+    """The CPU backend's per-parameter update, sending SIGINT to this process
+    after its `at`-th call."""
+    def update(*args):
         real_update(*args)
         updates.append(1)
         if len(updates) == at:
             signal.raise_signal(signal.SIGINT)
-    return adam_update
+    return staticmethod(update)
 
 
 def test_ctrl_c_during_fit_stops_after_a_whole_step(monkeypatch):
-    # Adam updates parameter by parameter; SIGINT arrives after the second
-    # of the four updates of the third step and must wait for its end
+    # The layer path updates parameter by parameter; SIGINT arrives after the
+    # second of the four updates of the third step and must wait for its end
     assert threading.current_thread() is threading.main_thread()
     x, y = _data()
     updates = []
-    model = _net()
+    model = _unfused_net()
     opt = fastbp.Adam(model.parameters(), lr=0.01)
-    monkeypatch.setattr(fastbp.kernels, "adam_update", _interrupting_adam_update(2 * 4 + 2, updates))
+    monkeypatch.setattr(fastbp._backend.CPU, "update", _interrupting_update(2 * 4 + 2, updates))
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=3, batch_size=4, shuffle=False)
     monkeypatch.undo()
-    reference = _net()
+    reference = _unfused_net()
     ref_opt = fastbp.Adam(reference.parameters(), lr=0.01)
     for lo in range(0, 12, 4):  # three whole steps
         reference.train_step(x[lo:lo + 4], y[lo:lo + 4], fastbp.MSELoss(), ref_opt)
@@ -755,19 +764,19 @@ def test_fuzz_shared_layer_instances_are_refused_exactly_when_repeated(picks):
 @given(at=st.integers(1, 16), batch_size=st.sampled_from([4, 5, 16]))
 def test_fuzz_ctrl_c_anywhere_in_an_adam_fit_stops_at_a_step_boundary(at, batch_size):
     x, y = _data()
-    model = _net()
+    model = _unfused_net()
     opt = fastbp.Adam(model.parameters(), lr=0.01)
-    real_update = fastbp.kernels.adam_update
-    fastbp.kernels.adam_update = _interrupting_adam_update(at, [])
+    real_update = fastbp._backend.CPU.update
+    fastbp._backend.CPU.update = _interrupting_update(at, [])
     try:
         with pytest.raises(KeyboardInterrupt):
             model.fit(x, y, loss=fastbp.MSELoss(), optimizer=opt, epochs=20, batch_size=batch_size,
                       shuffle=False)
     finally:
-        fastbp.kernels.adam_update = real_update
+        fastbp._backend.CPU.update = staticmethod(real_update)
     steps = -(-at // 4)  # the step the signal arrived in is finished
     assert opt.step_count == steps
-    reference = _net()
+    reference = _unfused_net()
     ref_opt = fastbp.Adam(reference.parameters(), lr=0.01)
     starts = [lo for _ in range(20) for lo in range(0, 16, batch_size)]
     for lo in starts[:steps]:
