@@ -127,9 +127,10 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         validation_data = check_training_data(validation_data[0], y_val, loss.reads_labels(y_val),
                                               model._forward, None, "validation_data[0]",
                                               "validation_data[1]", like_x=data.x.shape[1])
-    if early_stopping is not None and early_stopping.monitor.startswith("val_") and validation_data is None:
-        raise ValueError(f"early_stopping monitors {early_stopping.monitor!r}, which needs validation_data "
-                         f"or validation_split")
+    for who, watcher in (("early_stopping", early_stopping), ("schedule", schedule)):
+        monitor = getattr(watcher, "monitor", "")
+        if monitor.startswith("val_") and validation_data is None:
+            raise ValueError(f"{who} monitors {monitor!r}, which needs validation_data or validation_split")
     return _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, progress, callback,
                   schedule, early_stopping, metrics, initial_epoch)
 

@@ -110,7 +110,7 @@ def test_nesterov_equals_scikit_learns_formula_at_a_constant_learning_rate():
     # scikit-learn's SGDOptimizer (neural_network/_stochastic_optimizers.py):
     #   velocity = momentum * velocity - lr * grad
     #   update = momentum * velocity - lr * grad   (nesterov)
-    sk = pytest.importorskip("sklearn.neural_network._stochastic_optimizers")
+    from sklearn.neural_network import _stochastic_optimizers as sk
     rng = np.random.default_rng(0)
     layer = fastbp.Linear(5, 3, dtype=np.float64, rng=rng)
     values = [layer.weights.copy(), layer.bias.copy()]
