@@ -14,7 +14,7 @@ from .conv import Conv2D, Flatten, Scale
 from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
 from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
-from .model import Sequential, from_torch, load, save, to_torch
+from .model import Sequential, TrainingState, from_torch, load, load_training, save, to_torch
 from .schedules import (Adaptive, CosineAnnealingLR, EarlyStopping, ExponentialLR, InvScaling, ReduceLROnPlateau,
                         StepLR, StopTraining)
 from .training import NonFiniteLossError
@@ -27,7 +27,7 @@ _from_environment()  # FASTBP_DETERMINISTIC=1
 
 __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
-    "batches", "load", "save", "from_torch", "to_torch", "to_numpy",
+    "batches", "load", "load_training", "TrainingState", "save", "from_torch", "to_torch", "to_numpy",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

@@ -6,13 +6,23 @@ nothing here knows one type from another.
 
 Layout: an uncompressed numpy ``.npz`` (a zip of ``.npy`` files) holding
     fastbp.json       the architecture, as a 0-d unicode array of JSON:
-                      {"format": "fastbp-checkpoint", "version": 2,
+                      {"format": "fastbp-checkpoint", "version": 3,
                        "layers": [{"type": "Linear", "in_features": 2, ...}, ...],
-                       "sha256": hex digest of the "layers" list (as canonical
-                                 JSON) and of every array below, in order}
+                       "training": null, or what resumes training:
+                           {"epoch": epochs done,
+                            "optimizer": null or {"type": "Adam", "config": {...},
+                                "step_count": 12, "parameters": the index in
+                                model.parameters() of each parameter it updates,
+                                "state": which of its two state buffers are kept},
+                            "schedule": null or {"type": "StepLR", "state": {...}}},
+                       "sha256": hex digest of "layers" and "training" (as
+                                 canonical JSON) and of every array below, in order}
     layers.<i>.<name> each parameter of layer i ("weights", "bias"), in the
                       layer's dtype and shape
-Version 1 files (whose digest covers the arrays only) still load.
+    optimizer.<k>.<j> state buffer k of the optimizer's j-th parameter (SGD's
+                      velocity; Adam's exp_avg and exp_avg_sq), flat, in the
+                      parameter's dtype
+Versions 1 (digest over the arrays only) and 2 (no training entry) still load.
 
 Loading reads with allow_pickle=False, so a file can hold data only, never
 code. Before anything is allocated, every array's size is checked against the
@@ -38,10 +48,16 @@ import numpy as np
 from ._cuda import to_numpy
 
 from . import conv  # noqa: F401  (registers Conv2D, Scale, Flatten)
+from . import optim, schedules
 from .layers import LAYER_TYPES, SAVED_AS
 
-FORMAT, VERSION = "fastbp-checkpoint", 2
-READABLE_VERSIONS = (1, 2)
+OPTIMIZER_TYPES = {cls.__name__: cls for cls in (optim.SGD, optim.Adam, optim.AdamW)}
+SCHEDULE_TYPES = {cls.__name__: cls for cls in (schedules.StepLR, schedules.ExponentialLR,
+                                                schedules.CosineAnnealingLR, schedules.ReduceLROnPlateau,
+                                                schedules.InvScaling, schedules.Adaptive)}
+
+FORMAT, VERSION = "fastbp-checkpoint", 3
+READABLE_VERSIONS = (1, 2, 3)
 MAX_JSON_BYTES = 16 << 20  # the architecture entry; a real one is a few hundred bytes a layer
 
 
@@ -64,11 +80,14 @@ def _layer_type(spec):
     return LAYER_TYPES[kind], {k: v for k, v in spec.items() if k != "type"}
 
 
-def _digest(arrays, specs=None):
-    """SHA-256 of the architecture (version 2; None for version 1) and the arrays."""
+def _digest(arrays, specs=None, training=None, version=VERSION):
+    """SHA-256 of the architecture (versions 2 and 3; None for version 1), the
+    training entry (version 3) and the arrays."""
     sha = hashlib.sha256()
     if specs is not None:
         sha.update(json.dumps(specs, sort_keys=True, separators=(",", ":")).encode())
+    if version >= 3:
+        sha.update(json.dumps(training, sort_keys=True, separators=(",", ":")).encode())
     for name, arr in arrays:
         sha.update(name.encode())
         sha.update(str(arr.dtype).encode())
@@ -77,17 +96,50 @@ def _digest(arrays, specs=None):
     return sha.hexdigest()
 
 
-def save(layers, path, lock=None):
-    """Write `layers` to `path` atomically, reading them under `lock` (a
-    model's, so that a save while another thread trains holds one step's
-    parameters)."""
+def _training_spec(optimizer, schedule, epoch, layers):
+    """(the training entry, its arrays) for save."""
+    if optimizer is None and schedule is None and epoch is None:
+        return None, []
+    spec = {"epoch": epoch, "optimizer": None, "schedule": None}
+    arrays = []
+    if optimizer is not None:
+        if type(optimizer).__name__ not in OPTIMIZER_TYPES or type(optimizer) is not OPTIMIZER_TYPES[
+                type(optimizer).__name__]:
+            raise TypeError(f"optimizer: checkpoints hold {', '.join(OPTIMIZER_TYPES)}, got "
+                            f"{type(optimizer).__name__}")
+        index = {(id(p.layer), p.name): i for i, p in enumerate(p for layer in layers for p in layer.parameters())}
+        positions = [index.get((id(p.layer), p.name)) for p in optimizer.params]
+        if None in positions:
+            raise ValueError("optimizer: it updates parameters that are not this model's")
+        kept = [any(state[k].size for state in optimizer._state) for k in range(2)]
+        spec["optimizer"] = {"type": type(optimizer).__name__, "config": optimizer.config(),
+                             "step_count": optimizer.step_count, "parameters": positions, "state": kept}
+        for k in range(2):
+            if kept[k]:
+                arrays += [(f"optimizer.{k}.{j}", np.array(to_numpy(state[k])).reshape(-1))
+                           for j, state in enumerate(optimizer._state)]
+    if schedule is not None:
+        if type(schedule).__name__ not in SCHEDULE_TYPES:
+            raise TypeError(f"schedule: checkpoints hold {', '.join(SCHEDULE_TYPES)}, got {type(schedule).__name__}")
+        spec["schedule"] = {"type": type(schedule).__name__, "state": schedule.state_dict()}
+    return spec, arrays
+
+
+def save(layers, path, lock=None, optimizer=None, schedule=None, epoch=None):
+    """Write `layers` (and, to resume training, an optimizer's state, a
+    schedule's and the epochs done) to `path` atomically, reading them under
+    `lock` (a model's, so that a save while another thread trains holds one
+    step's parameters)."""
     specs, arrays = [], []
     with lock if lock is not None else contextlib.nullcontext():
         for i, layer in enumerate(layers):
             spec, params = _spec(layer)
             specs.append(spec)
             arrays += [(f"layers.{i}.{name}", np.array(to_numpy(value))) for name, value in params.items()]
-    meta = {"format": FORMAT, "version": VERSION, "layers": specs, "sha256": _digest(arrays, specs)}
+        training, training_arrays = _training_spec(optimizer, schedule, epoch, layers)
+        arrays += training_arrays
+    meta = {"format": FORMAT, "version": VERSION, "layers": specs, "training": training,
+            "sha256": _digest(arrays, specs, training)}
     # through a symbolic link: replace its target, keep the link
     path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(path)
@@ -134,7 +186,13 @@ def _read_npy(archive, info):
 
 
 def load(path):
-    """The layers saved at `path` by `save`, as a list.
+    """The layers saved at `path` by `save`, as a list."""
+    return load_training(path)[0]
+
+
+def load_training(path):
+    """(the layers saved at `path`, its training entry with the arrays it
+    names under "arrays", or None when it has none).
 
     Raises ValueError for anything that is not an intact fastbp checkpoint
     (truncated, another kind of file, edited architecture or values, sizes
@@ -169,7 +227,10 @@ def load(path):
     for i, layer in enumerate(layers):
         for p in layer.parameters():
             p.value[...] = values[f"layers.{i}.{p.name}"]
-    return layers
+    training = meta.get("training")
+    if training is not None:
+        training = dict(training, arrays={name: arr for name, arr in expected if name.startswith("optimizer.")})
+    return layers, training
 
 
 def _read_checked(archive, file_bytes, bad):
@@ -213,6 +274,7 @@ def _read_checked(archive, file_bytes, bad):
         except (ValueError, TypeError, KeyError) as exc:
             raise bad(f"layers[{i}]: malformed architecture ({type(exc).__name__}: {exc})") from None
         wanted += [(f"layers.{i}.{name}", shape, np.dtype(dtype)) for name, (shape, dtype) in shapes.items()]
+    wanted += _training_arrays(meta.get("training") if meta["version"] >= 3 else None, wanted, bad)
     for name, shape, dtype in wanted:
         if name not in members:
             raise bad(f"missing array {name}")
@@ -226,8 +288,63 @@ def _read_checked(archive, file_bytes, bad):
     if unexpected:
         raise bad(f"unexpected arrays {unexpected}")
     expected = [(name, _read_npy(archive, members[name])) for name, _, _ in wanted]
-    digest = _digest(expected, specs if meta["version"] >= 2 else None)
+    digest = _digest(expected, specs if meta["version"] >= 2 else None, meta.get("training"), meta["version"])
     if digest != meta.get("sha256"):
         raise bad("the architecture or the arrays do not match the checksum written with them "
                   "(edited or corrupted)")
     return meta, specs, expected
+
+
+def _training_arrays(training, parameters, bad):
+    """[(name, shape, dtype)] of the optimizer's state arrays the training
+    entry names, checked against the model's `parameters` (as `wanted`)."""
+    if training is None:
+        return []
+    if not isinstance(training, dict) or set(training) != {"epoch", "optimizer", "schedule"}:
+        raise bad("malformed training entry")
+    opt = training["optimizer"]
+    if opt is None:
+        return []
+    if not isinstance(opt, dict) or not isinstance(opt.get("parameters"), list) or not isinstance(
+            opt.get("state"), list) or len(opt["state"]) != 2:
+        raise bad("malformed optimizer entry")
+    wanted = []
+    for k, kept in enumerate(opt["state"]):
+        if not kept:
+            continue
+        for j, position in enumerate(opt["parameters"]):
+            if not isinstance(position, int) or not 0 <= position < len(parameters):
+                raise bad(f"optimizer parameter {j} is {position!r}, the model has {len(parameters)}")
+            _, shape, dtype = parameters[position]
+            wanted.append((f"optimizer.{k}.{j}", (int(np.prod(shape, dtype=np.int64)),), dtype))
+    return wanted
+
+
+def build_optimizer(entry, arrays, parameters):
+    """The optimizer a training entry describes, over the model's
+    `parameters` (model.parameters()), with its state restored."""
+    cls = OPTIMIZER_TYPES.get(entry.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown optimizer type {entry.get('type')!r}")
+    config = dict(entry["config"])
+    if "betas" in config:
+        config["betas"] = tuple(config["betas"])
+    optimizer = cls([parameters[i] for i in entry["parameters"]], **config)
+    optimizer.step_count = int(entry["step_count"])
+    for k, kept in enumerate(entry["state"]):
+        if kept and not all(state[k].size for state in optimizer._state):
+            raise ValueError(f"the saved {cls.__name__} keeps state buffer {k}, which its settings do not use")
+        if kept:
+            for j, state in enumerate(optimizer._state):
+                state[k][...] = arrays[f"optimizer.{k}.{j}"]
+    return optimizer
+
+
+def build_schedule(entry):
+    """The schedule a training entry describes, in its saved state."""
+    cls = SCHEDULE_TYPES.get(entry.get("type"))
+    if cls is None:
+        raise ValueError(f"unknown schedule type {entry.get('type')!r}")
+    schedule = cls.__new__(cls)
+    vars(schedule).update(entry["state"])
+    return schedule

@@ -1,5 +1,6 @@
 """Sequential model: layers in order, a training step, predictions; `fit`
 runs fastbp/training.py's loop."""
+import collections
 import threading
 
 import numpy as np
@@ -210,10 +211,10 @@ class Sequential(Layer):
             why = self.fused.why_not(loss, optimizer, y)
         return ValueError(f"fused=True: this cannot take the fused step: {why}")
 
-    def save(self, path):
-        """Write this model to `path` (.npz; layout in fastbp/checkpoint.py).
-        `fastbp.load(path)` reads it back."""
-        save(self, path)
+    def save(self, path, *, optimizer=None, schedule=None, epoch=None):
+        """Write this model to `path` (.npz; layout in fastbp/checkpoint.py),
+        with what resumes its training when given; as `fastbp.save`."""
+        save(self, path, optimizer=optimizer, schedule=schedule, epoch=epoch)
 
     def to_torch(self):
         """An equivalent torch.nn.Sequential (needs torch)."""
@@ -245,15 +246,45 @@ class Sequential(Layer):
                                 early_stopping=early_stopping, metrics=metrics, initial_epoch=initial_epoch)
 
 
-def save(model, path):
+def save(model, path, *, optimizer=None, schedule=None, epoch=None):
     """Write `model` (a Sequential, or a single layer) to `path` (.npz; layout
     in fastbp/checkpoint.py), atomically; `fastbp.load(path)` reads it back.
     A Sequential is read under its lock, so saving while another thread
-    trains it holds the parameters of one step."""
+    trains it holds the parameters of one step.
+
+    To resume training later, also give the `optimizer` (its hyper-parameters,
+    state buffers and step count are kept), the `schedule` and `epoch`, the
+    number of epochs done; `fastbp.load_training(path)` reads them back, and
+    `fit(..., initial_epoch=epoch)` with the same seed continues to the same
+    parameters, bit for bit, as a run that was never stopped.
+    """
     if isinstance(model, Sequential):
-        checkpoint.save(model.layers, path, model._lock)
+        checkpoint.save(model.layers, path, model._lock, optimizer, schedule, epoch)
     else:
-        checkpoint.save([model], path)
+        checkpoint.save([model], path, None, optimizer, schedule, epoch)
+
+
+class TrainingState(collections.namedtuple("TrainingState", "model optimizer schedule epoch")):
+    """What `load_training` gives back: the model, and the optimizer, schedule
+    and epochs done that were saved with it (None when not saved)."""
+
+
+def load_training(path):
+    """The model saved at `path` with what resumes its training, as a
+    TrainingState(model, optimizer, schedule, epoch); checked as `load`
+    checks, the optimizer built over the loaded model's parameters."""
+    layers, training = checkpoint.load_training(path)
+    model = Sequential(*layers)
+    if training is None:
+        return TrainingState(model, None, None, None)
+    try:
+        optimizer = (None if training["optimizer"] is None else
+                     checkpoint.build_optimizer(training["optimizer"], training["arrays"], model.parameters()))
+        schedule = None if training["schedule"] is None else checkpoint.build_schedule(training["schedule"])
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path} is not a valid fastbp checkpoint: malformed training entry "
+                         f"({type(exc).__name__}: {exc})") from None
+    return TrainingState(model, optimizer, schedule, training["epoch"])
 
 
 def load(path):

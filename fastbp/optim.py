@@ -188,6 +188,10 @@ class Optimizer:
         self._state = [tuple(np.array(s) for s in state) for state in self._state]
         self.flat_state = (self._empty, self._empty)
 
+    def config(self):
+        """The constructor arguments that rebuild this optimizer (checkpoints)."""
+        return {"lr": self.lr, "max_grad_norm": self.max_grad_norm}
+
     def zero_grad(self):
         for p in self.params:
             backend_of(p.grad).fill_zero(p.grad)
@@ -307,6 +311,10 @@ class SGD(Optimizer):
     def _state_used(self):
         return (self.hyper[MOMENTUM] != 0.0, False)
 
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov,
+                "weight_decay": self.weight_decay}
+
     def _cpu_only(self):
         words = [name for name, index in (("nesterov", NESTEROV), ("weight_decay", WEIGHT_DECAY),
                                           ("max_grad_norm", MAX_GRAD_NORM)) if self.hyper[index]]
@@ -350,6 +358,9 @@ class Adam(Optimizer):
 
     def _state_used(self):
         return (True, True)
+
+    def config(self):
+        return {**super().config(), "betas": list(self.betas), "eps": self.eps, "weight_decay": self.weight_decay}
 
     def _cpu_only(self):
         return "Adam"

@@ -105,3 +105,75 @@ def test_loading_a_truncated_foreign_or_tampered_file_raises_clearly(tmp_path):
     with pytest.raises(FileNotFoundError):
         fastbp.load(tmp_path / "absent.npz")
     assert zipfile.is_zipfile(good)
+
+
+# -- resuming training -----------------------------------------------------------
+
+def _resumable_model():
+    rng = np.random.default_rng(0)
+    return fastbp.Sequential(fastbp.Linear(2, 8, activation="tanh", rng=rng), fastbp.Linear(8, 3, rng=rng))
+
+
+RESUMABLE = {
+    "sgd": (lambda p: fastbp.SGD(p, lr=0.1, momentum=0.9, nesterov=True), lambda: fastbp.StepLR(2, gamma=0.5)),
+    "adam": (lambda p: fastbp.AdamW(p, lr=0.05, max_grad_norm=1.0),
+             lambda: fastbp.ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5)),
+    "cosine": (lambda p: fastbp.Adam(p, lr=0.05), lambda: fastbp.CosineAnnealingLR(12, warmup=2, per_step=True)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(RESUMABLE))
+def test_a_fit_interrupted_saved_and_resumed_equals_an_uninterrupted_one_bit_for_bit(tmp_path, name):
+    make_optimizer, make_schedule = RESUMABLE[name]
+    (x, y), _ = fastbp.gaussian_blobs(90, 1, seed=0)
+    fit = dict(loss=fastbp.CrossEntropyLoss(), epochs=6, batch_size=16, rng=5, progress=False, l2=1e-3)
+    whole = _resumable_model()
+    whole_history = whole.fit(x, y, optimizer=make_optimizer(whole.parameters()), schedule=make_schedule(), **fit)
+
+    model = _resumable_model()
+    optimizer, schedule = make_optimizer(model.parameters()), make_schedule()
+    path = tmp_path / "run.npz"
+
+    def save_then_stop(epoch, history):
+        # a checkpoint after every epoch, then Ctrl-C after the third
+        model.save(path, optimizer=optimizer, schedule=schedule, epoch=epoch + 1)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, y, optimizer=optimizer, schedule=schedule, callback=save_then_stop, **fit)
+    state = fastbp.load_training(path)
+    assert state.epoch == 3 and state.optimizer.step_count == optimizer.step_count == 18
+    assert type(state.optimizer) is type(optimizer) and state.optimizer.config() == optimizer.config()
+    rest = state.model.fit(x, y, optimizer=state.optimizer, schedule=state.schedule, initial_epoch=state.epoch,
+                           **fit)
+    assert rest["epochs"] == [3, 4, 5] and rest["loss"] == whole_history["loss"][3:]
+    assert rest["lr"] == whole_history["lr"][3:]
+    np.testing.assert_array_equal(state.model.fused.params, whole.fused.params)
+
+
+def test_training_entries_are_checked_like_the_rest(tmp_path):
+    model = _resumable_model()
+    optimizer = fastbp.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    (x, y), _ = fastbp.gaussian_blobs(30, 1, seed=0)
+    model.fit(x, y, loss=fastbp.CrossEntropyLoss(), optimizer=optimizer, epochs=2, progress=False)
+    good = tmp_path / "good.npz"
+    model.save(good, optimizer=optimizer, epoch=2)
+    assert fastbp.load_training(good).schedule is None
+    np.testing.assert_array_equal(fastbp.load_training(good).optimizer.flat_velocity, optimizer.flat_velocity)
+    for name, edit, match in [
+        ("velocity.npz", lambda a: a.__setitem__("optimizer.0.1", a["optimizer.0.1"] + 1), "checksum"),
+        ("lr.npz", lambda a: a.__setitem__("fastbp.json", np.array(str(a["fastbp.json"]).replace(
+            '"lr": 0.1', '"lr": 0.2'))), "checksum"),
+        ("size.npz", lambda a: a.__setitem__("optimizer.0.0", np.zeros(3, np.float32)), "architecture needs"),
+        ("lost.npz", lambda a: a.pop("optimizer.0.3"), "missing array optimizer.0.3"),
+    ]:
+        path = tmp_path / name
+        path.write_bytes(good.read_bytes())
+        _rewrite(path, edit)
+        with pytest.raises(ValueError, match=match):
+            fastbp.load_training(path)
+    other = _resumable_model()
+    with pytest.raises(ValueError, match="updates parameters that are not this model's"):
+        model.save(tmp_path / "x.npz", optimizer=fastbp.SGD(other.parameters(), lr=0.1))
+    assert fastbp.load_training(tmp_path / "good.npz").model.predict(x).shape == (30, 3)
