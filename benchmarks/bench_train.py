@@ -73,6 +73,27 @@ class FusedTrainStep(LayerTrainStep):
         return lambda: model.train_step(x, y, loss, opt)
 
 
+class FusedOptimizerStep:
+    """One fused step with each optimizer, and SGD with an L2 penalty and
+    gradient clipping: all inside the compiled step."""
+    params = (["SGD", "momentum", "Adam", "AdamW", "SGD+L2+clip"], list(NETWORKS))
+    param_names = ["optimizer", "network"]
+
+    def setup(self, optimizer, name):
+        from fastbp.cli.bench import OPTIMIZERS
+
+        model, batch = network(name)
+        x, y = _data(model, batch)
+        make, l2 = OPTIMIZERS[optimizer]
+        loss = fastbp.MSELoss("half_sum")
+        opt = make(model.parameters(), LR)
+        model.train_step(x, y, loss, opt, fused=True, l2=l2)
+        self.step = lambda: model.train_step(x, y, loss, opt, l2=l2)
+
+    def time_step(self, optimizer, name):
+        self.step()
+
+
 class FitEpoch:
     """One epoch of mini-batch SGD over the seed-004 data (210 samples, batch 8),
     2-5-3 sigmoid network. fastbp's fit also records the epoch's accuracy."""

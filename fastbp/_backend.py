@@ -85,9 +85,18 @@ class CPU:
     }
 
     @classmethod
-    def loss_forward(cls, code, pred, target, reduction):
+    def loss_forward(cls, code, pred, target, reduction, weights=None):
         """(the loss, its gradient or None when `loss_backward` computes it
-        later): the gradient is only computed when backward asks for it."""
+        later): the gradient is only computed when backward asks for it.
+        `weights`: per-row weights (batch,) float64, or None."""
+        if weights is not None:
+            rows = pred.reshape(pred.shape[0], -1)
+            grad = np.empty_like(rows)
+            labels = target if code == kernels.CROSS_ENTROPY_LABELS else _NO_LABELS
+            floats = _NO_TARGET[pred.dtype.type] if code == kernels.CROSS_ENTROPY_LABELS else target.reshape(
+                rows.shape)
+            value = kernels.weighted_loss_forward_backward(code, reduction, rows, floats, labels, weights, grad)
+            return float(value), grad.reshape(pred.shape)
         if code in cls._ELEMENTWISE:
             return float(cls._ELEMENTWISE[code][0](pred.reshape(-1), target.reshape(-1), reduction)), None
         return float(cls._ROWS[code][0](pred, target, reduction)), None
@@ -100,6 +109,10 @@ class CPU:
         else:
             cls._ROWS[code][1](pred, target, reduction, grad)
         return grad
+
+
+_NO_LABELS = np.empty(0, np.int64)
+_NO_TARGET = {np.float32: np.empty((0, 0), np.float32), np.float64: np.empty((0, 0), np.float64)}
 
 
 class CUDA:
@@ -184,8 +197,10 @@ class CUDA:
         return True  # not checked on the GPU: it would copy a flag back every step
 
     @staticmethod
-    def loss_forward(code, pred, target, reduction):
+    def loss_forward(code, pred, target, reduction, weights=None):
         """One kernel gives the loss and its gradient: (loss, gradient)."""
+        if weights is not None:
+            raise RuntimeError("per-row weights (sample_weight, class_weight) run on the CPU only for now")
         from .kernels.cuda import losses
 
         grad = _cuda.empty(pred.shape, pred.dtype)

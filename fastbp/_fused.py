@@ -87,6 +87,7 @@ class FusedNetwork:
         self._per_row = int(network.workspace_per_row(self.table))
         self.capacity = -1
         self._empty_labels = np.empty(0, np.int64)
+        self._empty_weights = np.empty(0, np.float64)
         self._empty_target = np.empty((0, 0), self.dtype)
         self._step_entry = self._fast_loss = self._fast_code = self._fast_optimizer = None
         self._dtype = np.dtype(self.dtype)
@@ -143,7 +144,7 @@ class FusedNetwork:
         y_arr, labels = _class_indices(loss, y)
         return loss.fused_code(labels, self.last_activation), labels
 
-    def step(self, x, y, loss, optimizer, l2=0.0):
+    def step(self, x, y, loss, optimizer, l2=0.0, weights=None):
         """One fused training step's loss, or None when this call cannot be
         fused (the caller then goes layer by layer).
 
@@ -157,7 +158,7 @@ class FusedNetwork:
         `dtype is` may miss an equal dtype object, which only sends the call
         down the checked path below.
         """
-        if (loss is self._fast_loss and optimizer is self._fast_optimizer
+        if (loss is self._fast_loss and optimizer is self._fast_optimizer and weights is None
                 and type(x) is np.ndarray and type(y) is np.ndarray
                 and x.dtype is self._dtype and y.dtype is self._dtype
                 and x.ndim == 2 and y.ndim == 2 and x.flags.carray and y.flags.carray):
@@ -165,7 +166,8 @@ class FusedNetwork:
             state0, state1 = optimizer.flat_state
             try:
                 value = self._step_entry(self.table, self.params, self.grads, state0, state1, x, y,
-                                         self._empty_labels, self._fast_code, loss._reduction, l2,
+                                         self._empty_labels, self._empty_weights, self._fast_code,
+                                         loss._reduction, l2,
                                          optimizer.kind, optimizer.hyper, optimizer.step_count + 1, self.work)
             except network.ShapeMismatch:
                 pass  # a batch larger than the workspace, or wrong shapes to report: below
@@ -177,34 +179,36 @@ class FusedNetwork:
         if code is None or not self.uses(optimizer):
             return None
         ready = _kernel_ready(x, self.dtype) and (labels or _kernel_ready(y, self.dtype))
-        x, target, labels = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out)
+        x, target, labels, weights = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out, weights)
         work = self._workspace(x.shape[0])
         args = (self.table, self.params, self.grads, optimizer.flat_state[0], optimizer.flat_state[1], x,
                 self._empty_target if target is None else target,
-                self._empty_labels if labels is None else labels, code, loss._reduction, float(l2),
+                self._empty_labels if labels is None else labels,
+                self._empty_weights if weights is None else weights, code, loss._reduction, float(l2),
                 optimizer.kind, optimizer.hyper, optimizer.step_count + 1, work)
         value = network.network_train_step(*args)
         if math.isfinite(value):
             optimizer.step_count += 1
-        if ready and target is not None:
+        if ready and target is not None and weights is None:
             # the arguments the fast branch checks for have exactly these types
             self._step_entry = _entry_point(network.network_train_step, args)
             if self._step_entry is not None:
                 self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
         return value
 
-    def forward_backward(self, x, y, loss, l2=0.0):
+    def forward_backward(self, x, y, loss, l2=0.0, weights=None):
         """One batch's loss with every gradient written to `grads` (nothing
         updated), in one compiled call; for what sits between the gradients
         and the update (an allreduce, a clip). A non-finite loss writes nothing."""
         code, labels = self._loss_code(loss, y)
         if code is None:
             raise ValueError(f"{type(loss).__name__} is not computed by the fused step here")
-        x, target, labels = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out)
+        x, target, labels, weights = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out, weights)
         work = self._workspace(x.shape[0])
         return network.network_forward_backward(
             self.table, self.params, self.grads, x, self._empty_target if target is None else target,
-            self._empty_labels if labels is None else labels, code, loss._reduction, float(l2), work)
+            self._empty_labels if labels is None else labels,
+            self._empty_weights if weights is None else weights, code, loss._reduction, float(l2), work)
 
     def update(self, optimizer):
         """`optimizer`'s update of the flat buffers from `grads`, in one
@@ -219,11 +223,11 @@ class FusedNetwork:
         rows = as_float_array(rows, "x", self.dtype, (None, self.n_in))
         return np.empty((rows.shape[0], self.n_out), self.dtype)
 
-    def epochs(self, x, y, loss, optimizer, batch_size, l2=0.0):
+    def epochs(self, x, y, loss, optimizer, batch_size, l2=0.0, weights=None):
         """`FusedEpochs` over (x, y) for `fit`: x and y as `check_training_data`
         returns them for this network's dtype, with `why_not` None for this
         loss and optimizer."""
-        return FusedEpochs(self, x, y, loss, optimizer, batch_size, l2)
+        return FusedEpochs(self, x, y, loss, optimizer, batch_size, l2, weights)
 
 
 class FusedEpochs:
@@ -231,7 +235,7 @@ class FusedEpochs:
     (kernels/network.py network_train_epoch) that gathers every batch into
     buffers allocated here, once."""
 
-    def __init__(self, network, x, y, loss, optimizer, batch_size, l2):
+    def __init__(self, network, x, y, loss, optimizer, batch_size, l2, weights):
         self.network, self.optimizer, self.x, self.y, self.l2 = network, optimizer, x, y, float(l2)
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else batch_size
@@ -243,6 +247,8 @@ class FusedEpochs:
         self._x_batch = np.empty((rows, network.n_in), network.dtype)
         self._target_batch = np.empty((0 if labels else rows, network.n_out), network.dtype)
         self._labels_batch = np.empty(rows if labels else 0, np.int64)
+        self._weights = network._empty_weights if weights is None else weights
+        self._weights_batch = np.empty(0 if weights is None else rows, np.float64)
         self._in_order = np.arange(self.n)
         self._rows = rows
         self._no_lrs = np.empty(0)
@@ -256,10 +262,10 @@ class FusedEpochs:
         net, opt = self.network, self.optimizer
         state0, state1 = opt.flat_state
         total, bad_batch = network.network_train_epoch(
-            net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels,
+            net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels, self._weights,
             self._in_order if order is None else order, self.batch_size, self._code, self._reduction, self.l2,
             opt.kind, opt.hyper, opt.step_count + 1, self._no_lrs if lrs is None else lrs, self._x_batch,
-            self._target_batch, self._labels_batch, net._workspace(self._rows))
+            self._target_batch, self._labels_batch, self._weights_batch, net._workspace(self._rows))
         steps = -(-self.n // self.batch_size) if bad_batch < 0 else bad_batch
         opt.step_count += steps
         if lrs is not None and steps:

@@ -43,14 +43,14 @@ def add_l2(layers, l2, loss, rows):
     return 0.5 * l2 * total / rows
 
 
-def train_step(layers, x, y, loss, optimizer, l2=0.0):
+def train_step(layers, x, y, loss, optimizer, l2=0.0, weights=None):
     """forward, loss, backward (with the L2 penalty `l2`, scikit-learn's
     `alpha`, when it is not 0) and `optimizer`'s update; returns the loss.
     A loss that is not finite stops before the backward pass, and an update
     that would not be finite changes nothing and returns inf (as the fused
-    step does)."""
+    step does). `weights`: per-row weights for the loss, or None."""
     pred = forward(layers, x)
-    value = loss.forward(pred, y)
+    value = loss.forward(pred, y, weights)
     if not math.isfinite(value):
         return value
     backward(layers, loss.backward())
@@ -60,8 +60,9 @@ def train_step(layers, x, y, loss, optimizer, l2=0.0):
 
 
 class LayerEpochs:
-    def __init__(self, layers, x, y, loss, optimizer, batch_size, l2=0.0):
+    def __init__(self, layers, x, y, loss, optimizer, batch_size, l2=0.0, weights=None):
         self.layers, self.loss, self.optimizer, self.x, self.y, self.l2 = layers, loss, optimizer, x, y, l2
+        self.weights = weights
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else batch_size
 
@@ -75,7 +76,8 @@ class LayerEpochs:
             idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
             if lrs is not None:
                 self.optimizer.lr = lrs[lo // batch_size]
-            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer, self.l2)
+            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer, self.l2,
+                                    None if self.weights is None else self.weights[idx])
             if not math.isfinite(batch_loss):
                 return batch_loss, lo // batch_size
             rows = min(lo + batch_size, n) - lo

@@ -166,13 +166,27 @@ def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name=
     return x, y if dtype is None else as_float_array(y, y_name, dtype)
 
 
-def check_batch(x, y, labels, dtype, in_features, out_features):
+def check_batch(x, y, labels, dtype, in_features, out_features, weights=None):
     """One batch for the compiled whole-network step: x as a (batch,
     in_features) C-contiguous array of `dtype`, copied only when it is not
     one already; y as (batch,) int64 class indices in [0, out_features) when
-    `labels`, else as (batch, out_features) targets of `dtype`. Returns
-    (x, targets or None, class indices or None)."""
+    `labels`, else as (batch, out_features) targets of `dtype`; weights, when
+    given, as `check_sample_weight` returns them. Returns (x, targets or
+    None, class indices or None, weights or None)."""
     x = as_float_array(x, "x", dtype, (None, in_features))
+    if weights is not None:
+        weights = check_sample_weight(weights, x.shape[0])
     if labels:
-        return x, None, check_labels(y, x.shape[0], out_features)
-    return x, as_float_array(y, "target", dtype, (x.shape[0], out_features)), None
+        return x, None, check_labels(y, x.shape[0], out_features), weights
+    return x, as_float_array(y, "target", dtype, (x.shape[0], out_features)), None, weights
+
+
+def check_sample_weight(weight, rows, name="sample_weight"):
+    """Per-row weights as a (rows,) float64 C-contiguous array, each finite and >= 0."""
+    weight = numeric_array(weight, name)
+    if weight.shape != (rows,):
+        raise ValueError(f"{name} must have shape ({rows},), one weight per row, got {weight.shape}")
+    weight = np.asarray(weight, dtype=np.float64, order="C")
+    if weight.size and not (np.all(np.isfinite(weight)) and weight.min() >= 0):
+        raise ValueError(f"{name} must be finite and >= 0, got values in [{weight.min()}, {weight.max()}]")
+    return weight

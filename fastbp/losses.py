@@ -4,7 +4,7 @@ Defaults follow torch.nn's (reduction="mean").
 """
 from . import kernels
 from ._backend import backend_of
-from ._validation import check_choice
+from ._validation import check_choice, check_sample_weight
 
 
 class Loss:
@@ -30,8 +30,8 @@ class Loss:
         self._reduction = kernels.REDUCTIONS.index(check_choice(value, "reduction", self.reductions))
         self._reduction_name = value
 
-    def __call__(self, pred, target):
-        return self.forward(pred, target)
+    def __call__(self, pred, target, weight=None):
+        return self.forward(pred, target, weight)
 
     def _check(self, backend, pred, target):
         """(kernel code, pred, target) checked on pred's device."""
@@ -39,10 +39,16 @@ class Loss:
         pred = backend.input(pred, "pred", dtype)
         return self.code, pred, backend.input(target, "target", dtype, pred.shape)
 
-    def forward(self, pred, target):
+    def forward(self, pred, target, weight=None):
+        """The loss of pred against target; `weight`, per-row weights
+        (batch,) >= 0 (sample or class weights), makes it sum_i w_i l_i,
+        divided under "mean" by sum_i w_i (cross-entropy) or by sum_i w_i
+        times the outputs per row (kernels/losses.py)."""
         backend = backend_of(pred)
         code, pred, target = self._check(backend, pred, target)
-        value, self._grad = backend.loss_forward(code, pred, target, self._reduction)
+        if weight is not None:
+            weight = check_sample_weight(weight, pred.shape[0] if pred.ndim else 0, "weight")
+        value, self._grad = backend.loss_forward(code, pred, target, self._reduction, weight)
         self._backend, self._code, self.pred, self.target = backend, code, pred, target
         return value
 

@@ -1,6 +1,7 @@
 """Sequential model: layers in order, a training step, predictions; `fit`
 runs fastbp/training.py's loop."""
 import collections
+import math
 import threading
 
 import numpy as np
@@ -165,12 +166,13 @@ class Sequential(Layer):
             return np.hstack([1.0 - probabilities, probabilities]), False
         return probabilities, True
 
-    def train_step(self, x, y, loss, optimizer, *, fused=None, l2=0.0):
+    def train_step(self, x, y, loss, optimizer, *, fused=None, l2=0.0, sample_weight=None):
         """One forward, loss, backward and update; returns the loss.
 
         `l2` is scikit-learn's `alpha`: 0.5 * l2 * sum(W ** 2) / batch is
         added to the loss (without "/ batch" under a sum reduction) and its
         gradient to every layer's weights; biases are not penalised.
+        `sample_weight`: per-row weights for the loss (fastbp/training.py `fit`).
 
         For a stack of Linear layers trained by SGD, Adam or AdamW over this
         model's parameters this is one compiled call with no allocation (the
@@ -188,17 +190,17 @@ class Sequential(Layer):
         """
         # acquire / release rather than `with`, and no helper method: at seed
         # sizes each would be a visible share of the step (benchmarks/step_costs.py)
-        if l2.__class__ is not float or l2 != 0.0:
+        if l2.__class__ is not float or not 0.0 <= l2 < math.inf:  # a plain float in range skips the call
             l2 = check_finite_float(l2, "l2", minimum=0.0)
         self._lock.acquire()
         try:
             if self.fused is not None and fused is not False:
-                value = self.fused.step(x, y, loss, optimizer, l2)
+                value = self.fused.step(x, y, loss, optimizer, l2, sample_weight)
                 if value is not None:
                     return value
             if fused:
                 raise self._not_fused(loss, optimizer, y)
-            return _layer_path.train_step(self.layers, x, y, loss, optimizer, l2)
+            return _layer_path.train_step(self.layers, x, y, loss, optimizer, l2, sample_weight)
         finally:
             self._lock.release()
 
@@ -232,7 +234,7 @@ class Sequential(Layer):
 
     def fit(self, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True, validation_data=None,
             validation_split=0.0, progress=True, rng=None, callback=None, fused=None, l2=0.0, schedule=None,
-            early_stopping=None, metrics=None, initial_epoch=0):
+            early_stopping=None, metrics=None, initial_epoch=0, sample_weight=None, class_weight=None):
         """Train with mini-batch gradient descent; returns the history.
 
         Parameters are in fastbp/training.py `fit`, which this calls under
@@ -243,7 +245,8 @@ class Sequential(Layer):
                                 batch_size=batch_size, shuffle=shuffle, validation_data=validation_data,
                                 validation_split=validation_split, progress=progress, rng=rng,
                                 callback=callback, fused=fused, l2=l2, schedule=schedule,
-                                early_stopping=early_stopping, metrics=metrics, initial_epoch=initial_epoch)
+                                early_stopping=early_stopping, metrics=metrics, initial_epoch=initial_epoch,
+                                sample_weight=sample_weight, class_weight=class_weight)
 
 
 def save(model, path, *, optimizer=None, schedule=None, epoch=None):

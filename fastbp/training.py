@@ -13,8 +13,8 @@ from tqdm import tqdm
 
 from . import _layer_path
 from ._cuda import to_numpy
-from ._validation import (check_finite_float, check_positive_int, check_rng, check_training_data,
-                          numeric_array)
+from ._validation import (check_finite_float, check_positive_int, check_rng, check_sample_weight,
+                          check_training_data, numeric_array)
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
 from .schedules import EarlyStopping, Schedule, StopTraining
@@ -22,7 +22,7 @@ from .schedules import EarlyStopping, Schedule, StopTraining
 
 def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True, validation_data=None,
         validation_split=0.0, progress=True, rng=None, callback=None, fused=None, l2=0.0, schedule=None,
-        early_stopping=None, metrics=None, initial_epoch=0):
+        early_stopping=None, metrics=None, initial_epoch=0, sample_weight=None, class_weight=None):
     """Train `model` with mini-batch gradient descent.
 
     Parameters
@@ -54,6 +54,14 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         recorded for the training data after each epoch, and for the
         validation data as "val_<name>".
     initial_epoch : the first epoch's number, to resume a saved run.
+    sample_weight : (n,) weights >= 0, one per row: each batch's loss is
+        sum_i w_i l_i, divided by sum_i w_i under "mean" (times the outputs
+        per row for element-wise losses; kernels/losses.py).
+    class_weight : {class: weight} (classes not named weigh 1) or "balanced"
+        (n / (classes * rows of the class), scikit-learn's rule), multiplied
+        into sample_weight; the class of a row is its index, the arg-max of
+        its one-hot or probability row, or for one output its target > 0.5.
+        Validation losses are not weighted.
 
     Everything is checked before the first update. Ctrl-C takes effect
     between two steps: the parameters are those after the last whole step,
@@ -107,6 +115,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         raise model._not_fused(loss, optimizer, y)
     x, y = check_training_data(x, y, loss.reads_labels(y), model.fused.output_for if fusing else model._forward,
                                model.fused.dtype if fusing else None)
+    weights = _row_weights(sample_weight, class_weight, y, x.shape[0], loss)
     if validation_split:
         split_at = int(x.shape[0] * (1.0 - validation_split))
         if split_at == 0 or split_at == x.shape[0]:
@@ -115,8 +124,9 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         # copies, so the training rows stay C-contiguous for the kernels
         validation_data = (x[split_at:].copy(), y[split_at:].copy())
         x, y = x[:split_at].copy(), y[:split_at].copy()
-    data = (model.fused.epochs(x, y, loss, optimizer, batch_size, l2) if fusing
-            else _layer_path.LayerEpochs(model.layers, x, y, loss, optimizer, batch_size, l2))
+        weights = None if weights is None else weights[:split_at].copy()
+    data = (model.fused.epochs(x, y, loss, optimizer, batch_size, l2, weights) if fusing
+            else _layer_path.LayerEpochs(model.layers, x, y, loss, optimizer, batch_size, l2, weights))
     if validation_data is not None and not validation_split:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError(f"validation_data must be a pair (x_val, y_val), got "
@@ -201,6 +211,42 @@ def _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, 
         if early_stopping.restore_best:
             early_stopping.restore(model)
     return history
+
+
+def _row_weights(sample_weight, class_weight, y, rows, loss):
+    """The per-row weights sample_weight and class_weight make, or None."""
+    weights = None if sample_weight is None else check_sample_weight(sample_weight, rows)
+    if class_weight is None:
+        return weights
+    if not isinstance(loss, (CrossEntropyLoss, BCELoss, BCEWithLogitsLoss)):
+        raise ValueError(f"class_weight needs a classification loss (CrossEntropyLoss, BCELoss, "
+                         f"BCEWithLogitsLoss), got {type(loss).__name__}")
+    if y.ndim == 1:
+        classes = y.astype(np.int64) if y.dtype.kind in "iu" else None
+    elif y.ndim == 2:
+        classes = (y[:, 0] > 0.5).astype(np.int64) if y.shape[1] == 1 else np.argmax(y, axis=1)
+    else:
+        classes = None
+    if classes is None:
+        raise ValueError(f"class_weight needs class targets (indices, one-hot rows or one binary output), got "
+                         f"y of dtype {y.dtype} and shape {y.shape}")
+    present, counts = np.unique(classes, return_counts=True)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        per_class = dict(zip(present.tolist(), (rows / (len(present) * counts)).tolist()))
+    elif isinstance(class_weight, dict):
+        per_class = {}
+        for c, w in class_weight.items():
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+                raise TypeError(f"class_weight keys must be class indices (ints), got {c!r}")
+            per_class[int(c)] = check_finite_float(w, f"class_weight[{c}]", minimum=0.0)
+    else:
+        raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
+    lookup = np.ones(int(max(present.max(), max(per_class, default=0))) + 1)
+    for c, w in per_class.items():
+        if 0 <= c < lookup.size:
+            lookup[c] = w
+    per_row = lookup[classes]
+    return per_row if weights is None else weights * per_row
 
 
 def _check_metrics(metrics):

@@ -12,7 +12,8 @@ from .losses import (BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_S
                      REDUCTIONS, SUM, bce_backward, bce_forward,
                      bce_with_logits_backward, bce_with_logits_forward, mse_backward,
                      mse_forward, soft_cross_entropy_backward, soft_cross_entropy_forward,
-                     softmax_cross_entropy_backward, softmax_cross_entropy_forward)
+                     softmax_cross_entropy_backward, softmax_cross_entropy_forward,
+                     weighted_loss_forward_backward)
 from .optim import (ADAM, BETA1, BETA2, DECOUPLED_WEIGHT_DECAY, EPS, HYPER_SIZE, LR, MAX_GRAD_NORM, MOMENTUM,
                     NESTEROV, SGD, WEIGHT_DECAY, adam_update, adam_update_is_finite, clip_coefficient,
                     sgd_update, sgd_update_is_finite, sum_of_squares, update, update_is_finite)
@@ -26,7 +27,7 @@ __all__ = [
     "mse_forward", "mse_backward", "bce_forward", "bce_backward",
     "bce_with_logits_forward", "bce_with_logits_backward",
     "softmax_cross_entropy_forward", "softmax_cross_entropy_backward",
-    "soft_cross_entropy_forward", "soft_cross_entropy_backward",
+    "soft_cross_entropy_forward", "soft_cross_entropy_backward", "weighted_loss_forward_backward",
     "sgd_update", "sgd_update_is_finite", "adam_update", "adam_update_is_finite",
     "SGD", "ADAM", "HYPER_SIZE", "LR", "MOMENTUM", "NESTEROV", "WEIGHT_DECAY", "DECOUPLED_WEIGHT_DECAY",
     "BETA1", "BETA2", "EPS", "MAX_GRAD_NORM", "update", "update_is_finite", "sum_of_squares",

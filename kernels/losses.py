@@ -198,3 +198,66 @@ def soft_cross_entropy_backward(logits, target_probs, reduction, grad_logits):
         for c in range(logits.shape[1]):
             softmax = _softmax(logits, i, c, row_max, total)
             grad_logits[i, c] = scale * (softmax * target_mass - np.float64(target_probs[i, c]))
+
+
+# -- per-row weights (sample and class weights) ----------------------------------
+# The loss is sum_i w_i l_i, l_i row i's loss in the given reduction's sum
+# (SUM or HALF_SUM over its outputs). Under MEAN it is divided by sum_i w_i
+# (cross-entropy) or by sum_i w_i times the outputs per row (element-wise
+# losses): scikit-learn's np.average, and torch's CrossEntropyLoss(weight=)
+# for class weights; 0, with zero gradients, when every weight is 0.
+
+# pred (B, C), target (B, C) or (0, 0), labels (B,) or (0,), weights (B,) >= 0,
+# reduction -> the loss; grad_pred (B, C) written
+@jit
+def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred):
+    batch, width = pred.shape
+    row_reduction = SUM if reduction == MEAN else reduction
+    norm = 1.0
+    if reduction == MEAN:
+        norm = 0.0
+        for i in range(batch):
+            norm += np.float64(weights[i])
+        if loss_code != CROSS_ENTROPY_LABELS and loss_code != CROSS_ENTROPY_SOFT:
+            norm *= width
+    total = 0.0
+    for i in range(batch):
+        scale = np.float64(weights[i]) / norm if norm > 0.0 else 0.0
+        if scale == 0.0:  # a zero-weight row adds nothing, even when its loss is inf
+            for c in range(width):
+                grad_pred[i, c] = 0.0
+            continue
+        if loss_code == CROSS_ENTROPY_LABELS or loss_code == CROSS_ENTROPY_SOFT:
+            row_max, sum_exp = _row_max_sumexp(pred, i)
+            lse = _row_logsumexp(pred, i)
+            mass = 1.0
+            if loss_code == CROSS_ENTROPY_LABELS:
+                value = lse - np.float64(pred[i, labels[i]])
+            else:
+                value = 0.0
+                mass = 0.0
+                for c in range(width):
+                    t = np.float64(target[i, c])
+                    mass += t
+                    if t != 0.0:
+                        value -= t * (np.float64(pred[i, c]) - lse)
+            for c in range(width):
+                softmax = _softmax(pred, i, c, row_max, sum_exp)
+                t = (1.0 if c == labels[i] else 0.0) if loss_code == CROSS_ENTROPY_LABELS else np.float64(
+                    target[i, c])
+                grad_pred[i, c] = scale * (softmax * mass - t)
+        else:
+            if loss_code == MSE:
+                value = mse_forward(pred[i], target[i], row_reduction)
+                mse_backward(pred[i], target[i], row_reduction, grad_pred[i])
+            elif loss_code == BCE:
+                value = bce_forward(pred[i], target[i], row_reduction)
+                bce_backward(pred[i], target[i], row_reduction, grad_pred[i])
+            else:
+                value = bce_with_logits_forward(pred[i], target[i], row_reduction)
+                bce_with_logits_backward(pred[i], target[i], row_reduction, grad_pred[i])
+            scale_t = grad_pred.dtype.type(scale)
+            for c in range(width):
+                grad_pred[i, c] *= scale_t
+        total += scale * value
+    return total

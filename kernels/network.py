@@ -35,7 +35,7 @@ from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
-                     softmax_cross_entropy_forward)
+                     softmax_cross_entropy_forward, weighted_loss_forward_backward)
 from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, MSE  # noqa: F401
 from .optim import (LR, MAX_GRAD_NORM, add_l2, clip_coefficient, scale, sum_of_squares, update,
                     update_is_finite)
@@ -142,9 +142,12 @@ def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, gra
         grad_out = grad_x
 
 
-# pred (B, C), target (B, C) floats or labels (B,) ints -> loss; grad_pred written
+# pred (B, C), target (B, C) floats or labels (B,) ints, weights (B,) per-row
+# weights or (0,) for none -> loss; grad_pred written
 @jit
-def loss_forward_backward(loss_code, reduction, pred, target, labels, grad_pred):
+def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred):
+    if weights.shape[0] != 0:
+        return weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred)
     flat_pred = ravel(pred)
     flat_grad = ravel(grad_pred)
     if loss_code == MSE:
@@ -193,7 +196,7 @@ def is_narrow(table, batch):
 # network_forward_backward in the batch-inner layout: every activation is
 # stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
-def narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+def narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
                             outs, delta, grad_a, grad_b, grad_top, x_t):
     batch = x.shape[0]
     n_layers = table.shape[0]
@@ -208,23 +211,23 @@ def narrow_forward_backward(table, params, grads, x, target, labels, loss_code, 
         offset += batch * table[l, OUT_FEATURES]
     n_last = table[n_layers - 1, OUT_FEATURES]
     grad_t = view2d(grad_a, 0, n_last, batch)
-    if loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS:
+    if weights.shape[0] == 0 and (loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS):
         # Element-wise losses do not care about the layout as long as the
         # prediction and the target share it: transpose the target once
         # (into `delta`, free until the backward pass) and take the gradient
         # in the layout the backward pass reads.
         target_t = view2d(delta, 0, n_last, batch)
         to_batch_inner(target, target_t)
-        value = loss_forward_backward(loss_code, reduction, inp, target_t, labels, grad_t)
+        value = loss_forward_backward(loss_code, reduction, inp, target_t, labels, weights, grad_t)
     else:
-        # softmax cross-entropy works on (B, out) rows: transpose the
-        # prediction in and its gradient out
+        # softmax cross-entropy and per-row weights work on (B, out) rows:
+        # transpose the prediction in and its gradient out
         pred = view2d(delta, 0, batch, n_last)
         for i in range(batch):
             for j in range(n_last):
                 pred[i, j] = inp[j, i]
         top = view2d(grad_top, 0, batch, n_last)
-        value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+        value = loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
         to_batch_inner(top, grad_t)
     if not np.isfinite(value):
         return value
@@ -284,13 +287,14 @@ class ShapeMismatch(ValueError):
 
 
 @jit
-def check_shapes(table, x, target, labels, loss_code, work):
+def check_shapes(table, x, target, labels, weights, loss_code, work):
     batch = x.shape[0]
     if loss_code == CROSS_ENTROPY_LABELS:
         fits_target = labels.shape[0] == batch
     else:
         fits_target = target.shape[0] == batch and target.shape[1] == table[table.shape[0] - 1, OUT_FEATURES]
-    if (not fits_target or x.shape[1] != table[0, IN_FEATURES]
+    fits_weights = weights.shape[0] == 0 or weights.shape[0] == batch
+    if (not fits_target or not fits_weights or x.shape[1] != table[0, IN_FEATURES]
             or work.shape[0] < batch * workspace_per_row(table)):
         raise ShapeMismatch("x, target, labels or work do not fit the network")
 
@@ -299,21 +303,22 @@ def check_shapes(table, x, target, labels, loss_code, work):
 # something can sit between them (an allreduce of `grads`, a clip, another
 # optimizer), and network_train_step, both in one call.
 #
-# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,) -> the loss,
+# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,), weights (B,)
+# per-row weights or (0,) (kernels/losses.py weighted_loss_forward_backward) -> the loss,
 # with scikit-learn's L2 penalty `l2` (its `alpha`; 0 for none) on the
 # weights; grads written unless the loss is not finite (then nothing is written).
 # work: >= B * workspace_per_row(table) values.
 # Raises ShapeMismatch (changing nothing) when the shapes do not fit.
 @jit
-def network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, l2, work):
-    check_shapes(table, x, target, labels, loss_code, work)
+def network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work):
+    check_shapes(table, x, target, labels, weights, loss_code, work)
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
-        value = narrow_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+        value = narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
                                         outs, delta, grad_a, grad_b, grad_top, x_t)
     else:
-        value = batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
-                                             outs, delta, grad_a, grad_b, grad_top)
+        value = batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code,
+                                             reduction, outs, delta, grad_a, grad_b, grad_top)
     if l2 != 0.0 and np.isfinite(value):
         value += network_add_l2(table, params, grads, l2, reduction, x.shape[0])
     return value
@@ -323,9 +328,10 @@ def network_forward_backward(table, params, grads, x, target, labels, loss_code,
 # updated unless the loss is not finite (returned as it is) or the update
 # would not be (inf is returned), so a caller sees a non-finite step either way.
 @jit
-def network_train_step(table, params, grads, state0, state1, x, target, labels, loss_code, reduction, l2,
-                       kind, hyper, step, work):
-    value = network_forward_backward(table, params, grads, x, target, labels, loss_code, reduction, l2, work)
+def network_train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                       l2, kind, hyper, step, work):
+    value = network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2,
+                                     work)
     if not np.isfinite(value):
         return value
     if not network_update(table, params, grads, state0, state1, kind, hyper, step):
@@ -335,13 +341,13 @@ def network_train_step(table, params, grads, state0, state1, x, target, labels, 
 
 # network_forward_backward in the batch-major layout of kernels/dense.py
 @jit
-def batch_major_forward_backward(table, params, grads, x, target, labels, loss_code, reduction,
+def batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
                                  outs, delta, grad_a, grad_b, grad_top):
     batch = x.shape[0]
     n_last = table[table.shape[0] - 1, OUT_FEATURES]
     pred = network_forward(table, params, x, outs)
     top = view2d(grad_top, 0, batch, n_last)
-    value = loss_forward_backward(loss_code, reduction, pred, target, labels, top)
+    value = loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
     if not np.isfinite(value):
         # a step on an inf / NaN loss would poison every parameter: change nothing
         return value
@@ -350,19 +356,20 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, loss_c
 
 
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /
-# target_batch / labels_batch buffers (B rows), then one fused step, the
+# target_batch / labels_batch / weights_batch buffers (B rows), then one fused step, the
 # first of them step number `step`. `lrs` (one learning rate per batch, for
 # a schedule that changes it every step) or (0,) for hyper[LR] throughout.
 # Returns (the sum over batches of loss * rows (reduction MEAN) or of loss,
 # the index of the first batch whose loss was not finite, or -1). The epoch
 # stops at that batch, whose step changed nothing.
 @jit
-def network_train_epoch(table, params, grads, state0, state1, x, target, labels, order, batch_size,
+def network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
                         loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                        work):
+                        weights_batch, work):
     n = order.shape[0]
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
+    has_weights = weights.shape[0] != 0
     step_hyper = hyper.copy()
     total = 0.0
     for lo in range(0, n, batch_size):
@@ -378,12 +385,15 @@ def network_train_epoch(table, params, grads, state0, state1, x, target, labels,
                     target_batch[r, c] = target[src, c]
             if has_labels:
                 labels_batch[r] = labels[src]
+            if has_weights:
+                weights_batch[r] = weights[src]
         if lrs.shape[0] != 0:
             step_hyper[LR] = lrs[lo // batch_size]
         value = network_train_step(
             table, params, grads, state0, state1, x_batch[:rows],
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
+            weights_batch[:rows] if has_weights else weights_batch[:0],
             loss_code, reduction, l2, kind, step_hyper, step + lo // batch_size, work)
         if not np.isfinite(value):
             return value, lo // batch_size

@@ -1,7 +1,7 @@
 """`python -m fastbp bench`: fastbp against textbook numpy and torch eager,
 the same work in one process, side by side (torch needed: the `bench` extra).
 
-Three tables:
+Four tables:
 - steps: one training step (forward + 0.5*sum-of-squares loss + backward +
   SGD update), median us (see side_by_side), for
     fused   Sequential.train_step, the whole step in one compiled call
@@ -12,6 +12,8 @@ Three tables:
             layer) with the BLAS fastbp uses: the GEMM-bound limit
     torch GEMMs  the same products through torch.mm (torch's BLAS: MKL on
             x86): how much of a gap to torch is the BLAS itself
+- optimizers: one fused training step with each optimizer (SGD, momentum,
+  Nesterov, Adam, AdamW, and SGD with an L2 penalty and gradient clipping)
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
@@ -37,6 +39,17 @@ STEP_CASES = [  # name, widths, activations, batch
     ("784-256-256-10 b256", (784, 256, 256, 10), ("relu", "relu", "identity"), 256),
     ("1024-1024-1024 b1024", (1024, 1024, 1024), ("relu", "identity"), 1024),
 ]
+OPTIMIZER_CASES = [STEP_CASES[0], ("2-5-3 b8", (2, 5, 3), ("sigmoid", "sigmoid"), 8), STEP_CASES[1],
+                   STEP_CASES[2]]
+# name -> (make the optimizer over params, l2): each one fused
+OPTIMIZERS = {
+    "SGD": (lambda p, lr: _optim().SGD(p, lr=lr), 0.0),
+    "momentum": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9), 0.0),
+    "Nesterov": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, nesterov=True), 0.0),
+    "Adam": (lambda p, lr: _optim().Adam(p, lr=lr), 0.0),
+    "AdamW": (lambda p, lr: _optim().AdamW(p, lr=lr), 0.0),
+    "SGD+L2+clip": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, max_grad_norm=1.0), 1e-4),
+}
 FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
                  for batch in (256, 4096) for width in (64, 1024)]
 
@@ -132,6 +145,35 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     return results
 
 
+def _optim():
+    from .. import optim
+
+    return optim
+
+
+def time_optimizers(widths, activations, batch, budget_s=1.0):
+    """{optimizer: median us per fused training step} for one network."""
+    from .. import MSELoss
+
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, widths[0])).astype(np.float32)
+    y = rng.uniform(0, 1, (batch, widths[-1])).astype(np.float32)
+    loss = MSELoss("half_sum")
+    steps, finals = {}, {}
+    for name, (make, l2) in OPTIMIZERS.items():
+        model = build(widths, activations)
+        opt = make(model.parameters(), 1e-5)
+        model.train_step(x, y, loss, opt, fused=True, l2=l2)  # raises if this one could not be fused
+        steps[name] = (lambda model, opt, l2: lambda: model.train_step(x, y, loss, opt, l2=l2))(model, opt, l2)
+    results = side_by_side(steps, budget_s)
+    for name, step in steps.items():
+        finals[name] = step()
+    bad = {k: v for k, v in finals.items() if not np.isfinite(v)}
+    if bad:
+        raise RuntimeError(f"training diverged while timed, lower lr: {bad}")
+    return results
+
+
 def time_forward(batch, width, activation, budget_s=0.5):
     """{implementation: median us} for one dense layer's forward, act(x @ W + b)."""
     import torch
@@ -214,7 +256,7 @@ def _table(header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastbp bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("steps", "forward", "startup"), action="append",
+    parser.add_argument("--only", choices=("steps", "optimizers", "forward", "startup"), action="append",
                         help="run only these tables (repeatable)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
     parser.add_argument("--readme", metavar="PATH",
@@ -243,7 +285,7 @@ def main(argv=None):
     from ..threads import get_num_threads, set_deterministic
 
     set_deterministic(args.deterministic)
-    only = set(args.only or ("steps", "forward", "startup"))
+    only = set(args.only or ("steps", "optimizers", "forward", "startup"))
     torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     lines = []
 
@@ -268,6 +310,16 @@ def main(argv=None):
         emit("One training step (us):\n")
         emit(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only", "torch GEMMs",
                       "torch/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"], rows))
+        emit()
+    if "optimizers" in only:
+        rows = []
+        for name, widths, acts, batch in OPTIMIZER_CASES:
+            r = time_optimizers(widths, acts, batch, args.budget)
+            rows.append([name] + [f"{r[k]:.1f}" for k in OPTIMIZERS]
+                        + [f"{r['Adam'] / r['SGD']:.2f}", f"{r['SGD+L2+clip'] / r['SGD']:.2f}"])
+        emit("One fused training step by optimizer (us; SGD+L2+clip: momentum 0.9, l2 1e-4, "
+             "max_grad_norm 1):\n")
+        emit(_table(["network"] + list(OPTIMIZERS) + ["Adam/SGD", "L2+clip/SGD"], rows))
         emit()
     if "forward" in only:
         rows = []
