@@ -18,6 +18,7 @@ from .model import Sequential, TrainingState, from_torch, load, load_training, s
 from .schedules import (Adaptive, CosineAnnealingLR, EarlyStopping, ExponentialLR, InvScaling, ReduceLROnPlateau,
                         StepLR, StopTraining)
 from .training import NonFiniteLossError
+from .onnx_export import to_onnx
 from .optim import SGD, Adam, AdamW, NonFiniteUpdateError, clip_grad_norm_
 from .threads import _from_environment, get_num_threads, set_deterministic, set_num_threads
 
@@ -27,7 +28,7 @@ _from_environment()  # FASTBP_DETERMINISTIC=1
 
 __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
-    "batches", "load", "load_training", "TrainingState", "save", "from_torch", "to_torch", "to_numpy",
+    "batches", "to_onnx", "load", "load_training", "TrainingState", "save", "from_torch", "to_torch", "to_numpy",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
     "Conv2D", "Scale", "Flatten",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",

@@ -145,6 +145,17 @@ class Conv2D(WeightedLayer):
             shapes["bias"] = ((n_out,), dtype)
         return shapes
 
+    def to_onnx(self, graph, x):
+        inputs = [x, graph.constant(self._weights, "weights")]
+        if self._bias is not None:
+            inputs.append(graph.constant(self._bias, "bias"))
+        out = graph.node("Conv", inputs, kernel_shape=list(self.kernel_size), strides=list(self.stride),
+                         pads=list(self.padding) * 2)
+        return graph.activation(self.activation, out)
+
+    def onnx_input_shape(self):
+        return ["batch", self.in_channels, "height", "width"]
+
     def to_torch(self):
         import torch
 
@@ -246,6 +257,12 @@ class Scale(Layer):
         return {"weights": (tuple(check_positive_int(s, f"shape[{i}]") for i, s in enumerate(shape)),
                             _dtype_name(config))}
 
+    def to_onnx(self, graph, x):
+        return graph.node("Mul", [x, graph.constant(self._weights, "weights")])
+
+    def onnx_input_shape(self):
+        return ["batch", *self.shape]
+
     def to_torch(self):
         raise TypeError("Scale has no torch module; multiply by a Parameter instead")
 
@@ -278,6 +295,12 @@ class Flatten(Layer):
         return grad_out.reshape(self.input_shape)
 
     torch_module = "Flatten"
+
+    def to_onnx(self, graph, x):
+        return graph.node("Flatten", [x], axis=1)
+
+    def onnx_input_shape(self):
+        return None
 
     def to_torch(self):
         import torch

@@ -107,6 +107,16 @@ class Layer:
         """A list of torch.nn modules computing what this layer computes."""
         raise TypeError(f"{type(self).__name__} has no torch equivalent that to_torch knows")
 
+    def to_onnx(self, graph, x):
+        """The name of this layer's output after adding its ONNX nodes for
+        input `x` to `graph` (fastbp/onnx_export.py)."""
+        raise TypeError(f"{type(self).__name__} has no ONNX equivalent that to_onnx knows")
+
+    def onnx_input_shape(self):
+        """The ONNX input shape this layer fixes ("batch" symbolic), None for
+        any rank, or False when it takes its input's shape as it comes."""
+        return False
+
     def forward(self, x):
         raise NotImplementedError
 
@@ -372,6 +382,17 @@ class Linear(WeightedLayer):
                 m.bias.copy_(torch.from_numpy(_cuda.to_numpy(self._bias).copy()))
         return [m] + activation_layer(self.activation).torch_modules()
 
+    def to_onnx(self, graph, x):
+        weights = graph.constant(_cuda.to_numpy(self._weights), "weights")  # (in, out): Gemm without transB
+        if self._bias is None:
+            out = graph.node("MatMul", [x, weights])
+        else:
+            out = graph.node("Gemm", [x, weights, graph.constant(_cuda.to_numpy(self._bias), "bias")])
+        return graph.activation(self.activation, out)
+
+    def onnx_input_shape(self):
+        return ["batch", self.in_features]
+
     @classmethod
     def from_torch_module(cls, m, activation):
         layer = cls(m.in_features, m.out_features, activation=activation, bias=m.bias is not None,
@@ -440,6 +461,9 @@ class Activation(Layer):
 
     def to_torch(self):
         return self.torch_modules()
+
+    def to_onnx(self, graph, x):
+        return graph.activation(self.name, x)
 
     @classmethod
     def from_torch_module(cls, m, activation):
