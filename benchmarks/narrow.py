@@ -11,20 +11,21 @@ from fastbp.kernels import network
 
 
 @njit
-def _loop_major(n, table, params, grads, velocity, x, target, labels, outs, delta, grad_a, grad_b, grad_top):
+def _loop_major(n, table, params, grads, state0, state1, hyper, x, target, labels, weights, outs, delta, grad_a,
+                grad_b, grad_top):
     for _ in range(n):
-        network.batch_major_forward_backward(table, params, grads, x, target, labels, 0, 2,
+        network.batch_major_forward_backward(table, params, grads, x, target, labels, weights, 0, 2,
                                              outs, delta, grad_a, grad_b, grad_top)
-        network.network_sgd_update(params, grads, 1e-6, 0.0, velocity)
+        network.network_update(table, params, grads, state0, state1, 0, hyper, 1)
 
 
 @njit
-def _loop_narrow(n, table, params, grads, velocity, x, target, labels, outs, delta, grad_a, grad_b, grad_top,
-                 x_t):
+def _loop_narrow(n, table, params, grads, state0, state1, hyper, x, target, labels, weights, outs, delta,
+                 grad_a, grad_b, grad_top, x_t):
     for _ in range(n):
-        network.narrow_forward_backward(table, params, grads, x, target, labels, 0, 2,
+        network.narrow_forward_backward(table, params, grads, x, target, labels, weights, 0, 2,
                                         outs, delta, grad_a, grad_b, grad_top, x_t)
-        network.network_sgd_update(params, grads, 1e-6, 0.0, velocity)
+        network.network_update(table, params, grads, state0, state1, 0, hyper, 1)
 
 
 def main():
@@ -42,7 +43,8 @@ def main():
             y = rng.standard_normal((batch, widths[-1])).astype(np.float32)
             model.train_step(x, y, MSELoss("half_sum"), opt)  # sizes the workspaces
             ws = network.split_workspace(fused.table, batch, fused._workspace(batch))
-            args = (fused.table, fused.params, fused.grads, opt.flat_velocity, x, y, np.empty(0, np.int64))
+            args = (fused.table, fused.params, fused.grads, *opt.flat_state, opt.hyper, x, y, np.empty(0, np.int64),
+                    np.empty(0))
             n = max(10, int(2e5 / batch))
             major = best_us(lambda k: _loop_major(k, *args, *ws[:5]), n)
             inner = best_us(lambda k: _loop_narrow(k, *args, *ws), n)

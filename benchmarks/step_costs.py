@@ -3,7 +3,7 @@
 Seed-sized nets (float32, MSE half-sum, SGD): the whole `Sequential.train_step`
 against `FusedNetwork.step` (without the lock), the compiled entry point called
 directly, the step timed inside one compiled loop (no dispatch at all), and a
-no-op compiled function taking the entry point's 12 arguments (numba's dispatch
+no-op compiled function taking the entry point's 16 arguments (numba's dispatch
 floor). A net with ReLU in place of sigmoid shows the sigmoids' share.
 
 GEMM-bound net (784-256-256-10, batch 256): the step's GEMMs alone against the
@@ -27,17 +27,18 @@ SEED_CASES = [((2, 4, 1), ("relu", "sigmoid"), 8),
 
 
 @njit
-def _noop(table, params, grads, velocity, x, target, labels, loss_code, reduction, lr, momentum, work):
+def _noop(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction, l2, kind,
+          hyper, step, work):
     return 0.0
 
 
 @njit
-def _steps_in_kernel(n, table, params, grads, velocity, x, target, labels, loss_code, reduction, lr,
-                     momentum, work):
+def _steps_in_kernel(n, table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                     l2, kind, hyper, step, work):
     total = 0.0
     for _ in range(n):
-        total += network.network_train_step(table, params, grads, velocity, x, target, labels, loss_code,
-                                            reduction, lr, momentum, work)
+        total += network.network_train_step(table, params, grads, state0, state1, x, target, labels, weights,
+                                            loss_code, reduction, l2, kind, hyper, step, work)
     return total
 
 
@@ -55,8 +56,9 @@ def seed_costs(widths, activations, batch):
     optimizer = SGD(model.parameters(), lr=1e-5)
     model.train_step(x, y, loss, optimizer)
     fused = model.fused
-    args = (fused.table, fused.params, fused.grads, optimizer.flat_velocity, x, y, fused._empty_labels,
-            fused._fast_code, loss._reduction, optimizer.lr, optimizer.momentum, fused.work)
+    args = (fused.table, fused.params, fused.grads, *optimizer.flat_state, x, y, fused._empty_labels,
+            fused._empty_weights, fused._fast_code, loss._reduction, 0.0, optimizer.kind, optimizer.hyper, 1,
+            fused.work)
     entry = fused._step_entry
     _noop(*args)
     _steps_in_kernel(1, *args)

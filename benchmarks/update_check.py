@@ -1,7 +1,7 @@
 """What the finite-update check costs in a fused training step.
 
 Before applying an update the compiled step computes it once without writing
-(kernels/optim.py `sgd_update_is_finite`), so that an overflowing update
+(kernels/optim.py `update_is_finite`), so that an overflowing update
 changes nothing. This times that pass on a network's flat buffers against the
 whole step, for the README's known limits.
 
@@ -12,7 +12,7 @@ import numpy as np
 
 from common import build, machine, side_by_side
 from fastbp import SGD, MSELoss
-from fastbp.kernels import sgd_update_is_finite
+from fastbp.kernels import update_is_finite
 
 CASES = [((2, 5, 3), ("sigmoid", "sigmoid"), 210),
          ((64, 128, 128, 10), ("relu", "relu", "identity"), 32),
@@ -37,7 +37,7 @@ def main(rounds=9):
             model.train_step(x, y, loss, opt)
 
         def check():
-            sgd_update_is_finite(fused.params, fused.grads, opt.lr, opt.momentum, opt.flat_velocity)
+            update_is_finite(opt.kind, opt.hyper, opt.step_count + 1, fused.params, fused.grads, *opt.flat_state)
         times = side_by_side({"step": step, "check": check}, budget_s=0.2 * rounds, rounds=rounds)
         s, c = times["step"], times["check"]
         print(f"| {'-'.join(map(str, widths))} b{batch} | {s:.1f} | {c:.2f} | {c / s:.1%} |")

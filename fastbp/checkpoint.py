@@ -80,13 +80,13 @@ def _layer_type(spec):
     return LAYER_TYPES[kind], {k: v for k, v in spec.items() if k != "type"}
 
 
-def _digest(arrays, specs=None, training=None, version=VERSION):
+def _digest(arrays, specs=None, training=None, with_training=False):
     """SHA-256 of the architecture (versions 2 and 3; None for version 1), the
-    training entry (version 3) and the arrays."""
+    training entry (version 3: with_training) and the arrays."""
     sha = hashlib.sha256()
     if specs is not None:
         sha.update(json.dumps(specs, sort_keys=True, separators=(",", ":")).encode())
-    if version >= 3:
+    if with_training:
         sha.update(json.dumps(training, sort_keys=True, separators=(",", ":")).encode())
     for name, arr in arrays:
         sha.update(name.encode())
@@ -139,7 +139,7 @@ def save(layers, path, lock=None, optimizer=None, schedule=None, epoch=None):
         training, training_arrays = _training_spec(optimizer, schedule, epoch, layers)
         arrays += training_arrays
     meta = {"format": FORMAT, "version": VERSION, "layers": specs, "training": training,
-            "sha256": _digest(arrays, specs, training)}
+            "sha256": _digest(arrays, specs, training, with_training=True)}
     # through a symbolic link: replace its target, keep the link
     path = os.path.realpath(os.fspath(path))
     folder = os.path.dirname(path)
@@ -288,7 +288,8 @@ def _read_checked(archive, file_bytes, bad):
     if unexpected:
         raise bad(f"unexpected arrays {unexpected}")
     expected = [(name, _read_npy(archive, members[name])) for name, _, _ in wanted]
-    digest = _digest(expected, specs if meta["version"] >= 2 else None, meta.get("training"), meta["version"])
+    digest = _digest(expected, specs if meta["version"] >= 2 else None, meta.get("training"),
+                     with_training=meta["version"] >= 3)
     if digest != meta.get("sha256"):
         raise bad("the architecture or the arrays do not match the checksum written with them "
                   "(edited or corrupted)")

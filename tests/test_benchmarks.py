@@ -25,7 +25,8 @@ def test_benchmark_runs_for_every_impl(cls):
     params = cls.params if isinstance(cls.params[0], (list, tuple)) else (cls.params,)
     smallest = [min(values, key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0))
                 for values in params[1:]]
-    assert {"fastbp", "torch"} <= set(params[0])
+    if cls.param_names[0] == "impl":  # a comparison: fastbp beside its peers
+        assert {"fastbp", "torch"} <= set(params[0])
     for impl in params[0]:
         bench_obj = cls()
         bench_obj.setup(impl, *smallest)

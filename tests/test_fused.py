@@ -213,14 +213,15 @@ def test_train_step_kernel_refuses_shapes_that_do_not_fit():
     labels = np.empty(0, np.int64)
     args = (fused.table, fused.params, fused.grads) + opt.flat_state
     step = (0.0, opt.kind, opt.hyper, 2)  # l2, the optimizer, the step number
+    no_weights = np.empty(0)
     for bad_x, bad_y, work in [(np.ones((4, 2), np.float32), y, fused.work),
                                (x, np.ones((3, 4), np.float32), fused.work),
                                (x, np.ones((4, 5), np.float32), fused.work),
                                (x, y, fused.work[:10])]:
         with pytest.raises(network.ShapeMismatch):
-            network.network_train_step(*args, bad_x, bad_y, labels, network.MSE, 1, *step, work)
+            network.network_train_step(*args, bad_x, bad_y, labels, no_weights, network.MSE, 1, *step, work)
     with pytest.raises(network.ShapeMismatch):  # labels for a batch of 3, x of 4
-        network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64),
+        network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64), no_weights,
                                    network.CROSS_ENTROPY_LABELS, 1, *step, fused.work)
     assert np.array_equal(fused.params, before)
 
