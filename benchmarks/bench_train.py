@@ -74,17 +74,18 @@ class FusedTrainStep(LayerTrainStep):
 
 
 class FusedOptimizerStep:
-    """One fused step with each optimizer, and SGD with an L2 penalty and
-    gradient clipping: all inside the compiled step."""
-    params = (["SGD", "momentum", "Adam", "AdamW", "SGD+L2+clip"], list(NETWORKS))
+    """One fused step with each optimizer, and SGD with an L2 penalty,
+    gradient clipping and dropout: all inside the compiled step."""
+    params = (["SGD", "momentum", "Adam", "AdamW", "SGD+L2+clip+dropout"], list(NETWORKS))
     param_names = ["optimizer", "network"]
 
     def setup(self, optimizer, name):
         from fastbp.cli.bench import OPTIMIZERS
 
-        model, batch = network(name)
+        make, l2, p = OPTIMIZERS[optimizer]
+        widths, activations, batch = NETWORKS[name]
+        model = build(widths, activations, dropout=p)
         x, y = _data(model, batch)
-        make, l2 = OPTIMIZERS[optimizer]
         loss = fastbp.MSELoss("half_sum")
         opt = make(model.parameters(), LR)
         model.train_step(x, y, loss, opt, fused=True, l2=l2)

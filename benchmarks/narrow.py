@@ -13,9 +13,10 @@ from fastbp.kernels import network
 @njit
 def _loop_major(n, table, params, grads, state0, state1, hyper, x, target, labels, weights, outs, delta, grad_a,
                 grad_b, grad_top):
+    dropped = outs[:0]  # no dropout here: its workspace is empty
     for _ in range(n):
         network.batch_major_forward_backward(table, params, grads, x, target, labels, weights, 0, 2,
-                                             outs, delta, grad_a, grad_b, grad_top)
+                                             outs, delta, grad_a, grad_b, grad_top, dropped)
         network.network_update(table, params, grads, state0, state1, 0, hyper, 1)
 
 

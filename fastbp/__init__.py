@@ -12,7 +12,7 @@ from . import datasets, kernels  # noqa: E402
 from ._cuda import to_numpy
 from .conv import Conv2D, Flatten, Scale
 from .datasets import batches, gaussian_blobs, load_csv, one_hot, save_csv, train_test_split
-from .layers import Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
+from .layers import Dropout, Layer, Linear, LinearLayer, Parameter, ReLU, Sigmoid, Tanh
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 from .model import Sequential, TrainingState, from_torch, load, load_training, save, to_torch
 from .schedules import (Adaptive, CosineAnnealingLR, EarlyStopping, ExponentialLR, InvScaling, ReduceLROnPlateau,
@@ -30,7 +30,7 @@ __all__ = [
     "kernels", "datasets", "gaussian_blobs", "one_hot", "load_csv", "save_csv", "train_test_split",
     "batches", "to_onnx", "load", "load_training", "TrainingState", "save", "from_torch", "to_torch", "to_numpy",
     "Layer", "Linear", "LinearLayer", "Parameter", "ReLU", "Sigmoid", "Tanh",
-    "Conv2D", "Scale", "Flatten",
+    "Conv2D", "Scale", "Flatten", "Dropout",
     "Sequential", "NonFiniteLossError", "MSELoss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss",
     "SGD", "Adam", "AdamW", "clip_grad_norm_", "NonFiniteUpdateError",
     "StepLR", "ExponentialLR", "CosineAnnealingLR", "ReduceLROnPlateau", "InvScaling", "Adaptive",

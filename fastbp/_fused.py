@@ -14,24 +14,33 @@ import numpy as np
 
 from .kernels import network
 from ._validation import as_float_array, check_batch
-from .layers import Linear
+from .layers import Dropout, Linear
 from .optim import SGD, Adam, AdamW
 
 FUSED_OPTIMIZERS = (SGD, Adam, AdamW)
 
 
 def pack(layers):
-    """A FusedNetwork for `layers`, or None when they cannot be fused: not all
-    Linear, mixed dtypes, mismatched widths, a layer on the GPU, or a layer
-    already packed by another model (whose buffers it must keep using)."""
-    if not layers or not all(isinstance(layer, Linear) for layer in layers):
+    """A FusedNetwork for `layers`, or None when they cannot be fused: not
+    Linear layers (each optionally followed by one Dropout), mixed dtypes,
+    mismatched widths, a layer on the GPU, or a layer already packed by
+    another model (whose buffers it must keep using)."""
+    linears, dropouts = [], []  # dropouts[k]: the Dropout after linears[k], or None
+    for layer in layers:
+        if isinstance(layer, Linear):
+            linears.append(layer)
+            dropouts.append(None)
+        elif type(layer) is Dropout and linears and dropouts[-1] is None:
+            dropouts[-1] = layer
+        else:
+            return None
+    if not linears or any(layer._packed_in is not None for layer in layers):
         return None
-    if len({layer.dtype for layer in layers}) != 1 or any(
-            layer._packed_in is not None or layer.device != "cpu" for layer in layers):
+    if len({layer.dtype for layer in linears}) != 1 or any(layer.device != "cpu" for layer in linears):
         return None
-    if any(a.out_features != b.in_features for a, b in zip(layers, layers[1:])):
+    if any(a.out_features != b.in_features for a, b in zip(linears, linears[1:])):
         return None
-    return FusedNetwork(layers)
+    return FusedNetwork(layers, linears, dropouts)
 
 
 def _kernel_ready(arr, dtype):
@@ -59,15 +68,20 @@ def _entry_point(dispatcher, args):
 
 
 class FusedNetwork:
-    def __init__(self, layers):
-        self.dtype = layers[0].dtype
+    def __init__(self, layers, linears, dropouts):
+        self.dtype = linears[0].dtype
         self.layers = tuple(layers)
         self.table, size = network.layer_table(
-            [(layer.in_features, layer.out_features, layer._act, layer.bias is not None) for layer in layers])
+            [(layer.in_features, layer.out_features, layer._act, layer.bias is not None)
+             + (() if drop is None else (drop._threshold, drop.seed, int(drop._forwards[0])))
+             for layer, drop in zip(linears, dropouts)])
         self.params = np.empty(size, self.dtype)
         self.grads = np.zeros(size, self.dtype)
         self._offsets = {}  # (id(layer), parameter name) -> (offset, size) in the flat buffers
-        for layer, row in zip(layers, self.table):
+        for l, (layer, drop, row) in enumerate(zip(linears, dropouts, self.table)):
+            if drop is not None:  # its forward count lives in the table, which the kernels advance
+                drop._forwards = self.table[l, network.DROPOUT_FORWARDS:network.DROPOUT_FORWARDS + 1]
+                drop._packed_in = self
             n_in, n_out = int(row[network.IN_FEATURES]), int(row[network.OUT_FEATURES])
             w_off, b_off = int(row[network.WEIGHTS_OFFSET]), int(row[network.BIAS_OFFSET])
             w_view = self.params[w_off:w_off + n_in * n_out].reshape(n_in, n_out)
@@ -82,8 +96,10 @@ class FusedNetwork:
             layer._bind(w_view, self.grads[w_off:w_off + n_in * n_out].reshape(n_in, n_out), b_view, gb_view)
             layer._packed_in = self
         self.packed = True
-        self.n_in, self.n_out = layers[0].in_features, layers[-1].out_features
-        self.last_activation = layers[-1]._act
+        self.n_in, self.n_out = linears[0].in_features, linears[-1].out_features
+        # a dropout after the last layer scales its output: BCELoss's "sigmoid
+        # output" no longer holds
+        self.last_activation = linears[-1]._act if dropouts[-1] is None else -1
         self._per_row = int(network.workspace_per_row(self.table))
         self.capacity = -1
         self._empty_labels = np.empty(0, np.int64)
@@ -96,6 +112,10 @@ class FusedNetwork:
         """Give every layer its own copy of its arrays and leave the flat
         buffers (an optimizer told to use them falls back to its parameters)."""
         for layer in self.layers:
+            if type(layer) is Dropout:
+                layer._forwards = layer._forwards.copy()
+                layer._packed_in = None
+                continue
             layer._bind(layer.weights.copy(), layer.grad_weights.copy(),
                         None if layer.bias is None else layer.bias.copy(),
                         None if layer.bias is None else layer.grad_bias.copy())

@@ -17,7 +17,13 @@ import math
 from .kernels import optim as optim_kernels
 
 
-def forward(layers, x):
+def forward(layers, x, training=False):
+    """x through every layer; training=True runs each layer's training
+    forward (`forward_pass`: dropout on), else its evaluation one."""
+    if training:
+        for layer in layers:
+            x = layer.forward_pass(x, True)
+        return x
     for layer in layers:
         x = layer.forward(x)
     return x
@@ -49,7 +55,7 @@ def train_step(layers, x, y, loss, optimizer, l2=0.0, weights=None):
     A loss that is not finite stops before the backward pass, and an update
     that would not be finite changes nothing and returns inf (as the fused
     step does). `weights`: per-row weights for the loss, or None."""
-    pred = forward(layers, x)
+    pred = forward(layers, x, training=True)
     value = loss.forward(pred, y, weights)
     if not math.isfinite(value):
         return value

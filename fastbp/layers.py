@@ -10,9 +10,11 @@ import math
 import numpy as np
 
 from . import _cuda, kernels
+from .kernels import dropout
 from ._backend import backend, backend_of
 from ._cuda import check_device
-from ._validation import check_choice, check_dtype, check_positive_int, check_rng
+from ._validation import (as_float_array, check_choice, check_dtype, check_finite_float, check_positive_int,
+                          check_rng, float_dtype_of)
 
 ACTIVATIONS = {None: kernels.IDENTITY, "identity": kernels.IDENTITY, "linear": kernels.IDENTITY,
                "sigmoid": kernels.SIGMOID, "relu": kernels.RELU, "tanh": kernels.TANH}
@@ -515,3 +517,94 @@ class Tanh(Activation):
 def activation_layer(name):
     """The activation layer class for an activation name ("identity": Activation itself)."""
     return {cls.name: cls for cls in (Activation, ReLU, Sigmoid, Tanh)}[name]
+
+
+@register
+class Dropout(Layer):
+    """Inverted dropout: in training (`forward_pass(x)`, `train_step`, `fit`)
+    each element is zeroed with probability p and the rest scaled by
+    1 / (1 - p); `forward` (predict, evaluate) is the identity.
+
+    The mask is a hash of the layer's `seed`, its count of training forwards
+    and the element's index (kernels/dropout.py), so the same seed gives the
+    same masks on the fused path and layer by layer; p is rounded to a
+    multiple of 2**-32. Inside a model of Linear layers, after a Linear,
+    it runs in the fused step.
+    """
+
+    p = fixed("p")
+    seed = fixed("seed")
+
+    def __init__(self, p=0.5, *, seed=None):
+        self._p = check_finite_float(p, "p", minimum=0.0, maximum=0.999)
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2 ** 62))
+        if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2 ** 63:
+            raise TypeError(f"seed must be None or an int in [0, 2**63), got {seed!r}")
+        self._seed = int(seed)
+        self._threshold = int(round(self._p * dropout.THRESHOLD_SCALE))
+        # training forwards so far, as a 1-element array: a model's fused
+        # step counts in the same array (a view of its flat counters)
+        self._forwards = np.zeros(1, np.int64)
+        self._packed_in = None
+        self._counter = None  # the count the last training forward used, for backward
+
+    def forward(self, x):
+        """Evaluation: x unchanged."""
+        self._counter = None
+        return x
+
+    def forward_pass(self, x, training=True):
+        if not training or self._threshold == 0:
+            return self.forward(x)
+        dtype = float_dtype_of(x, "x")
+        x = as_float_array(x, "x", dtype)
+        out = np.empty_like(x)
+        counter = int(self._forwards[0])
+        self._forwards[0] = counter + 1
+        dropout.dropout_forward(x.reshape(-1), self._seed, counter, self._threshold, out.reshape(-1))
+        self._counter, self._shape = counter, x.shape
+        return out
+
+    def backward(self, grad_out):
+        if self._counter is None:  # after an evaluation forward: the identity
+            return grad_out
+        grad_out = as_float_array(grad_out, "grad_out", float_dtype_of(grad_out, "grad_out"), self._shape)
+        grad_x = np.empty_like(grad_out)
+        dropout.dropout_backward(grad_out.reshape(-1), self._seed, self._counter, self._threshold,
+                                 grad_x.reshape(-1))
+        return grad_x
+
+    def config(self):
+        return {"p": self._p, "seed": self._seed, "forwards": int(self._forwards[0])}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        forwards = config.pop("forwards", 0)
+        if isinstance(forwards, bool) or not isinstance(forwards, int) or forwards < 0:
+            raise ValueError(f"forwards must be an int >= 0, got {forwards!r}")
+        layer = cls(**config)
+        layer._forwards[0] = forwards
+        return layer
+
+    @classmethod
+    def parameter_shapes(cls, config):
+        return {}
+
+    torch_module = "Dropout"
+
+    def to_torch(self):
+        import torch
+
+        return [torch.nn.Dropout(self._p)]
+
+    @classmethod
+    def from_torch_module(cls, m, activation):
+        return cls(m.p)
+
+    def to_onnx(self, graph, x):
+        return x  # inference: the identity
+
+    def __repr__(self):
+        return f"Dropout(p={self._p}, seed={self._seed})"

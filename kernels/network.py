@@ -18,6 +18,10 @@ row per layer, read by the column names below:
     HAS_BIAS                   1 or 0
     WEIGHTS_OFFSET             where its weights start in params, stored (in, out) C-ordered
     BIAS_OFFSET                where its bias starts (0 when it has none)
+    DROPOUT_THRESHOLD          0, or the dropout on the layer's output (kernels/dropout.py)
+    DROPOUT_SEED               that dropout's seed
+    DROPOUT_FORWARDS           its training forwards so far: the one column the kernels
+                               write (each forward advances it; the Dropout layer reads a view)
 Workspaces live in one flat buffer `work` (B * workspace_per_row(table)
 values for a batch of B, so one sized for the largest batch serves them all;
 one array rather than six saves argument unboxing on every call),
@@ -25,11 +29,14 @@ carved by split_workspace into
     outs (B * sum of out_features): every layer's output, layer after layer
     delta, grad_a, grad_b (B * max width): reused by every layer
     grad_top (B * out_L): the loss gradient; x_t (B * in_0): x transposed
+and then (dropped_workspace) the dropped-out outputs of the layers with a
+dropout, B * their out_features each: the next layer's input.
 """
 import numpy as np
 
 from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
+from .dropout import dropout_backward, dropout_forward
 from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
 from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
@@ -40,18 +47,22 @@ from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SO
 from .optim import (LR, MAX_GRAD_NORM, add_l2, clip_coefficient, scale, sum_of_squares, update,
                     update_is_finite)
 
-IN_FEATURES, OUT_FEATURES, ACTIVATION, HAS_BIAS, WEIGHTS_OFFSET, BIAS_OFFSET = range(6)
-TABLE_COLUMNS = 6
+(IN_FEATURES, OUT_FEATURES, ACTIVATION, HAS_BIAS, WEIGHTS_OFFSET, BIAS_OFFSET, DROPOUT_THRESHOLD, DROPOUT_SEED,
+ DROPOUT_FORWARDS) = range(9)
+TABLE_COLUMNS = 9
 
 
 def layer_table(layers):
     """(table, P) for layers given as (in_features, out_features, activation
-    code, has_bias): each layer's weights, then its bias, one after another."""
+    code, has_bias[, dropout threshold, dropout seed, forwards so far]): each
+    layer's weights, then its bias, one after another."""
     table = np.zeros((len(layers), TABLE_COLUMNS), np.int64)
     offset = 0
-    for l, (n_in, n_out, activation, has_bias) in enumerate(layers):
+    for l, (n_in, n_out, activation, has_bias, *dropout) in enumerate(layers):
         table[l, IN_FEATURES], table[l, OUT_FEATURES] = n_in, n_out
         table[l, ACTIVATION], table[l, HAS_BIAS] = activation, int(has_bias)
+        if dropout:
+            table[l, DROPOUT_THRESHOLD], table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] = dropout
         table[l, WEIGHTS_OFFSET] = offset
         offset += n_in * n_out
         if has_bias:
@@ -93,10 +104,20 @@ def _widths(table):
 
 
 @jit
+def _dropped_per_row(table):
+    total = 0
+    for l in range(table.shape[0]):
+        if table[l, DROPOUT_THRESHOLD] != 0:
+            total += table[l, OUT_FEATURES]
+    return total
+
+
+@jit
 def workspace_per_row(table):
     """Workspace values per row of the batch."""
     sum_out, widest = _widths(table)
-    return sum_out + 3 * widest + table[table.shape[0] - 1, OUT_FEATURES] + table[0, IN_FEATURES]
+    return (sum_out + 3 * widest + table[table.shape[0] - 1, OUT_FEATURES] + table[0, IN_FEATURES]
+            + _dropped_per_row(table))
 
 
 # work (>= batch * workspace_per_row) -> outs, delta, grad_a, grad_b, grad_top, x_t
@@ -113,27 +134,64 @@ def split_workspace(table, batch, work):
     return work[:a], work[a:b], work[b:c], work[c:d], work[d:e], work[e:e + sizes[5]]
 
 
-# x (B, in_0) -> every layer's output in outs; returns the last (B, out_L)
+# the dropped-out outputs' region of work (after split_workspace's six)
 @jit
-def network_forward(table, params, x, outs):
+def dropped_workspace(table, batch, work):
+    start = batch * (workspace_per_row(table) - _dropped_per_row(table))
+    return work[start:start + batch * _dropped_per_row(table)]
+
+
+@jit
+def _dropped(table, dropped, batch, l):
+    off = 0
+    for k in range(l):
+        if table[k, DROPOUT_THRESHOLD] != 0:
+            off += batch * table[k, OUT_FEATURES]
+    return view2d(dropped, off, batch, table[l, OUT_FEATURES])
+
+
+@jit
+def _layer_input(table, x, outs, dropped, batch, l):
+    """What layer l reads: x, the previous layer's output, or its dropped-out copy."""
+    if l == 0:
+        return x
+    if table[l - 1, DROPOUT_THRESHOLD] != 0:
+        return _dropped(table, dropped, batch, l - 1)
+    return _output(table, outs, batch, l - 1)
+
+
+# x (B, in_0) -> every layer's output in outs (and the dropped-out ones in
+# dropped, each dropout's forward count advanced); returns the last (B, out_L)
+@jit
+def network_forward(table, params, x, outs, dropped):
     batch = x.shape[0]
     inp = x
     for l in range(table.shape[0]):
         out = _output(table, outs, batch, l)
         dense_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, ACTIVATION], out)
         inp = out
+        threshold = table[l, DROPOUT_THRESHOLD]
+        if threshold != 0:
+            inp = _dropped(table, dropped, batch, l)
+            counter = table[l, DROPOUT_FORWARDS]
+            table[l, DROPOUT_FORWARDS] = counter + 1
+            dropout_forward(ravel(out), table[l, DROPOUT_SEED], counter, threshold, ravel(inp))
     return inp
 
 
 # grad_top (B, out_L) -> grads of every layer; the input's gradient is skipped
 @jit
-def network_backward(table, params, grads, x, outs, grad_top, delta, grad_a, grad_b):
+def network_backward(table, params, grads, x, outs, dropped, grad_top, delta, grad_a, grad_b):
     batch = x.shape[0]
     n_layers = table.shape[0]
     grad_out = grad_top
     for l in range(n_layers - 1, -1, -1):
         n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
-        inp = x if l == 0 else _output(table, outs, batch, l - 1)
+        threshold = table[l, DROPOUT_THRESHOLD]
+        if threshold != 0:  # through the dropout first, in place, with the forward's mask
+            dropout_backward(ravel(grad_out), table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold,
+                             ravel(grad_out))
+        inp = _layer_input(table, x, outs, dropped, batch, l)
         # ping-pong between two buffers: layer l reads one and writes the other
         grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
         dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
@@ -189,6 +247,8 @@ def is_narrow(table, batch):
         return False
     for l in range(table.shape[0]):
         if table[l, IN_FEATURES] > NARROW_MAX_WIDTH or table[l, OUT_FEATURES] > NARROW_MAX_WIDTH:
+            return False
+        if table[l, DROPOUT_THRESHOLD] != 0:  # the batch-major layout handles dropout
             return False
     return True
 
@@ -318,7 +378,8 @@ def network_forward_backward(table, params, grads, x, target, labels, weights, l
                                         outs, delta, grad_a, grad_b, grad_top, x_t)
     else:
         value = batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code,
-                                             reduction, outs, delta, grad_a, grad_b, grad_top)
+                                             reduction, outs, delta, grad_a, grad_b, grad_top,
+                                             dropped_workspace(table, x.shape[0], work))
     if l2 != 0.0 and np.isfinite(value):
         value += network_add_l2(table, params, grads, l2, reduction, x.shape[0])
     return value
@@ -342,16 +403,16 @@ def network_train_step(table, params, grads, state0, state1, x, target, labels, 
 # network_forward_backward in the batch-major layout of kernels/dense.py
 @jit
 def batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
-                                 outs, delta, grad_a, grad_b, grad_top):
+                                 outs, delta, grad_a, grad_b, grad_top, dropped):
     batch = x.shape[0]
     n_last = table[table.shape[0] - 1, OUT_FEATURES]
-    pred = network_forward(table, params, x, outs)
+    pred = network_forward(table, params, x, outs, dropped)
     top = view2d(grad_top, 0, batch, n_last)
     value = loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
     if not np.isfinite(value):
         # a step on an inf / NaN loss would poison every parameter: change nothing
         return value
-    network_backward(table, params, grads, x, outs, top, delta, grad_a, grad_b)
+    network_backward(table, params, grads, x, outs, dropped, top, delta, grad_a, grad_b)
     return value
 
 

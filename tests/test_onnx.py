@@ -17,6 +17,7 @@ def _run(proto, x):
 def test_dense_models_run_in_onnxruntime_as_in_fastbp(dtype):
     rng = np.random.default_rng(0)
     model = fastbp.Sequential(fastbp.Linear(5, 8, activation="relu", dtype=dtype, rng=rng),
+                              fastbp.Dropout(0.5, seed=0),  # inference: the identity
                               fastbp.Linear(8, 6, activation="tanh", bias=False, dtype=dtype, rng=rng),
                               fastbp.Linear(6, 4, dtype=dtype, rng=rng), fastbp.Sigmoid(),
                               fastbp.Scale(4, init=rng.standard_normal(4), dtype=dtype))

@@ -13,7 +13,8 @@ Four tables:
     torch GEMMs  the same products through torch.mm (torch's BLAS: MKL on
             x86): how much of a gap to torch is the BLAS itself
 - optimizers: one fused training step with each optimizer (SGD, momentum,
-  Nesterov, Adam, AdamW, and SGD with an L2 penalty and gradient clipping)
+  Nesterov, Adam, AdamW, and SGD with an L2 penalty, gradient clipping and
+  dropout)
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
@@ -41,14 +42,14 @@ STEP_CASES = [  # name, widths, activations, batch
 ]
 OPTIMIZER_CASES = [STEP_CASES[0], ("2-5-3 b8", (2, 5, 3), ("sigmoid", "sigmoid"), 8), STEP_CASES[1],
                    STEP_CASES[2]]
-# name -> (make the optimizer over params, l2): each one fused
+# name -> (make the optimizer over params, l2, dropout after each hidden layer): each one fused
 OPTIMIZERS = {
-    "SGD": (lambda p, lr: _optim().SGD(p, lr=lr), 0.0),
-    "momentum": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9), 0.0),
-    "Nesterov": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, nesterov=True), 0.0),
-    "Adam": (lambda p, lr: _optim().Adam(p, lr=lr), 0.0),
-    "AdamW": (lambda p, lr: _optim().AdamW(p, lr=lr), 0.0),
-    "SGD+L2+clip": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, max_grad_norm=1.0), 1e-4),
+    "SGD": (lambda p, lr: _optim().SGD(p, lr=lr), 0.0, 0.0),
+    "momentum": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9), 0.0, 0.0),
+    "Nesterov": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, nesterov=True), 0.0, 0.0),
+    "Adam": (lambda p, lr: _optim().Adam(p, lr=lr), 0.0, 0.0),
+    "AdamW": (lambda p, lr: _optim().AdamW(p, lr=lr), 0.0, 0.0),
+    "SGD+L2+clip+dropout": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, max_grad_norm=1.0), 1e-4, 0.1),
 }
 FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
                  for batch in (256, 4096) for width in (64, 1024)]
@@ -160,8 +161,8 @@ def time_optimizers(widths, activations, batch, budget_s=1.0):
     y = rng.uniform(0, 1, (batch, widths[-1])).astype(np.float32)
     loss = MSELoss("half_sum")
     steps, finals = {}, {}
-    for name, (make, l2) in OPTIMIZERS.items():
-        model = build(widths, activations)
+    for name, (make, l2, p) in OPTIMIZERS.items():
+        model = build(widths, activations, dropout=p)
         opt = make(model.parameters(), 1e-5)
         model.train_step(x, y, loss, opt, fused=True, l2=l2)  # raises if this one could not be fused
         steps[name] = (lambda model, opt, l2: lambda: model.train_step(x, y, loss, opt, l2=l2))(model, opt, l2)
@@ -316,10 +317,10 @@ def main(argv=None):
         for name, widths, acts, batch in OPTIMIZER_CASES:
             r = time_optimizers(widths, acts, batch, args.budget)
             rows.append([name] + [f"{r[k]:.1f}" for k in OPTIMIZERS]
-                        + [f"{r['Adam'] / r['SGD']:.2f}", f"{r['SGD+L2+clip'] / r['SGD']:.2f}"])
-        emit("One fused training step by optimizer (us; SGD+L2+clip: momentum 0.9, l2 1e-4, "
-             "max_grad_norm 1):\n")
-        emit(_table(["network"] + list(OPTIMIZERS) + ["Adam/SGD", "L2+clip/SGD"], rows))
+                        + [f"{r['Adam'] / r['SGD']:.2f}", f"{r['SGD+L2+clip+dropout'] / r['SGD']:.2f}"])
+        emit("One fused training step by optimizer (us; SGD+L2+clip+dropout: momentum 0.9, l2 1e-4, "
+             "max_grad_norm 1, Dropout(0.1) after each hidden layer):\n")
+        emit(_table(["network"] + list(OPTIMIZERS) + ["Adam/SGD", "L2+clip+dropout/SGD"], rows))
         emit()
     if "forward" in only:
         rows = []

@@ -11,15 +11,20 @@ import time
 import numpy as np
 
 
-def build(widths, activations, seed=0, dtype=np.float32):
+def build(widths, activations, seed=0, dtype=np.float32, dropout=0.0):
     """A Sequential of Linear layers with these widths and one activation per
     layer, initialised from one generator seeded with `seed` (an int or a
-    np.random.Generator)."""
-    from .. import Linear, Sequential
+    np.random.Generator); with `dropout`, a Dropout of that rate after each
+    hidden layer."""
+    from .. import Dropout, Linear, Sequential
 
     rng = np.random.default_rng(seed)
-    return Sequential(*[Linear(a, b, activation=act, rng=rng, dtype=dtype)
-                        for a, b, act in zip(widths, widths[1:], activations)])
+    layers = []
+    for i, (a, b, act) in enumerate(zip(widths, widths[1:], activations)):
+        layers.append(Linear(a, b, activation=act, rng=rng, dtype=dtype))
+        if dropout and i < len(widths) - 2:
+            layers.append(Dropout(dropout, seed=i))
+    return Sequential(*layers)
 
 
 def median_us(step, budget_s=1.0):
