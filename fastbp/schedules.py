@@ -124,7 +124,24 @@ def _monitored(history, monitor, who):
     return values[-1]
 
 
-class ReduceLROnPlateau(Schedule):
+class _LearnedLR(Schedule):
+    """A schedule whose learning rate follows the history (`current_lr`),
+    starting from the optimizer's."""
+
+    def __init__(self):
+        super().__init__()
+        self.current_lr = None
+
+    def start(self, optimizer):
+        super().start(optimizer)
+        if self.current_lr is None:
+            self.current_lr = optimizer.lr
+
+    def lr(self, epoch):
+        return self.current_lr
+
+
+class ReduceLROnPlateau(_LearnedLR):
     """torch's ReduceLROnPlateau on a history entry ("val_loss" by default):
     when it has not improved by `threshold` (relative, or absolute with
     threshold_mode="abs") for more than `patience` epochs, lr = max(lr *
@@ -144,15 +161,6 @@ class ReduceLROnPlateau(Schedule):
         self.best = math.inf if mode == "min" else -math.inf
         self.bad_epochs = 0
         self.cooldown_left = 0
-        self.current_lr = None
-
-    def start(self, optimizer):
-        super().start(optimizer)
-        if self.current_lr is None:
-            self.current_lr = optimizer.lr
-
-    def lr(self, epoch):
-        return self.current_lr
 
     def end_epoch(self, epoch, history, optimizer, samples):
         value = _monitored(history, self.monitor, "ReduceLROnPlateau")
@@ -190,7 +198,7 @@ class InvScaling(Schedule):
         return None
 
 
-class Adaptive(Schedule):
+class Adaptive(_LearnedLR):
     """scikit-learn's learning_rate="adaptive": lr stays while the training
     loss keeps falling; when it has not fallen by `tol` below the best for
     more than `patience` epochs (scikit-learn's n_iter_no_change), lr is
@@ -203,15 +211,6 @@ class Adaptive(Schedule):
         self.monitor = monitor
         self.best = math.inf
         self.no_improvement = 0
-        self.current_lr = None
-
-    def start(self, optimizer):
-        super().start(optimizer)
-        if self.current_lr is None:
-            self.current_lr = optimizer.lr
-
-    def lr(self, epoch):
-        return self.current_lr
 
     def end_epoch(self, epoch, history, optimizer, samples):
         value = _monitored(history, self.monitor, "Adaptive")

@@ -70,6 +70,7 @@ def test_fit_with_dropout_is_reproducible_on_both_paths_and_off_in_prediction():
 
     (one, h1), (two, h2), (three, h3) = run(True), run(True), run(False)
     assert h1["loss"] == h2["loss"] == h3["loss"]
+    np.testing.assert_array_equal(one.predict(x), two.predict(x))
     np.testing.assert_array_equal(one.predict(x), three.predict(x))
     np.testing.assert_array_equal(one.predict(x), one.predict(x))  # evaluation: no mask
     plain = fastbp.Sequential(*[layer for layer in one.layers if not isinstance(layer, fastbp.Dropout)])
