@@ -130,7 +130,8 @@ def check_labels(target, batch, classes):
     return labels
 
 
-def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name="y", like_x=None):
+def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name="y", like_x=None,
+                        sample_weight=None, class_weight=None, classification=False):
     """(x, y) checked for training, before anything is updated.
 
     x must be (n, in_features) with n >= 1, of any real numeric dtype; y has
@@ -140,6 +141,7 @@ def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name=
     shape; it must change no parameter. With `dtype`, x and float targets
     come back C-contiguous in that dtype, as the compiled kernels take them.
     `like_x`: the in_features of the training data that x must match.
+    Returns (x, y, the per-row weights `check_row_weights` makes, or None).
     """
     x = numeric_array(x, x_name)
     y = numeric_array(y, y_name)
@@ -157,13 +159,15 @@ def check_training_data(x, y, labels, output_of, dtype=None, x_name="x", y_name=
     out_shape = output_of(x[:1]).shape
     if labels:
         try:
-            return x, check_labels(y, rows, out_shape[1] if len(out_shape) == 2 else 0)
+            y = check_labels(y, rows, out_shape[1] if len(out_shape) == 2 else 0)
         except ValueError as exc:
             raise ValueError(f"{y_name}: {exc}") from None
-    want = (rows,) + tuple(out_shape[1:])
-    if y.shape != want:
-        raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
-    return x, y if dtype is None else as_float_array(y, y_name, dtype)
+    else:
+        want = (rows,) + tuple(out_shape[1:])
+        if y.shape != want:
+            raise ValueError(f"{y_name} must have shape {want} (one target per output), got {y.shape}")
+        y = y if dtype is None else as_float_array(y, y_name, dtype)
+    return x, y, check_row_weights(sample_weight, class_weight, y, rows, classification)
 
 
 def check_batch(x, y, labels, dtype, in_features, out_features, weights=None):
@@ -190,3 +194,40 @@ def check_sample_weight(weight, rows, name="sample_weight"):
     if weight.size and not (np.all(np.isfinite(weight)) and weight.min() >= 0):
         raise ValueError(f"{name} must be finite and >= 0, got values in [{weight.min()}, {weight.max()}]")
     return weight
+
+
+def check_row_weights(sample_weight, class_weight, y, rows, classification):
+    """The per-row weights sample_weight and class_weight (for fit) make, or None;
+    `classification`: whether the loss is a classification loss."""
+    weights = None if sample_weight is None else check_sample_weight(sample_weight, rows)
+    if class_weight is None:
+        return weights
+    if not classification:
+        raise ValueError("class_weight needs a classification loss (CrossEntropyLoss, BCELoss, "
+                         "BCEWithLogitsLoss)")
+    if y.ndim == 1:
+        classes = y.astype(np.int64) if y.dtype.kind in "iu" else None
+    elif y.ndim == 2:
+        classes = (y[:, 0] > 0.5).astype(np.int64) if y.shape[1] == 1 else np.argmax(y, axis=1)
+    else:
+        classes = None
+    if classes is None:
+        raise ValueError(f"class_weight needs class targets (indices, one-hot rows or one binary output), got "
+                         f"y of dtype {y.dtype} and shape {y.shape}")
+    present, counts = np.unique(classes, return_counts=True)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        per_class = dict(zip(present.tolist(), (rows / (len(present) * counts)).tolist()))
+    elif isinstance(class_weight, dict):
+        per_class = {}
+        for c, w in class_weight.items():
+            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
+                raise TypeError(f"class_weight keys must be class indices (ints), got {c!r}")
+            per_class[int(c)] = check_finite_float(w, f"class_weight[{c}]", minimum=0.0)
+    else:
+        raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
+    lookup = np.ones(int(max(present.max(), max(per_class, default=0))) + 1)
+    for c, w in per_class.items():
+        if 0 <= c < lookup.size:
+            lookup[c] = w
+    per_row = lookup[classes]
+    return per_row if weights is None else weights * per_row

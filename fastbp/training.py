@@ -13,8 +13,7 @@ from tqdm import tqdm
 
 from . import _layer_path
 from ._cuda import to_numpy
-from ._validation import (check_finite_float, check_positive_int, check_rng, check_sample_weight,
-                          check_training_data, numeric_array)
+from ._validation import check_finite_float, check_positive_int, check_rng, check_training_data, numeric_array
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
 from .optim import Optimizer
 from .schedules import EarlyStopping, Schedule, StopTraining
@@ -113,9 +112,10 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
     fusing = fused is not False and model.fused is not None and model.fused.why_not(loss, optimizer, y) is None
     if fused and not fusing:
         raise model._not_fused(loss, optimizer, y)
-    x, y = check_training_data(x, y, loss.reads_labels(y), model.fused.output_for if fusing else model._forward,
-                               model.fused.dtype if fusing else None)
-    weights = _row_weights(sample_weight, class_weight, y, x.shape[0], loss)
+    x, y, weights = check_training_data(
+        x, y, loss.reads_labels(y), model.fused.output_for if fusing else model._forward,
+        model.fused.dtype if fusing else None, sample_weight=sample_weight, class_weight=class_weight,
+        classification=isinstance(loss, (CrossEntropyLoss, BCELoss, BCEWithLogitsLoss)))
     if validation_split:
         split_at = int(x.shape[0] * (1.0 - validation_split))
         if split_at == 0 or split_at == x.shape[0]:
@@ -136,7 +136,7 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         y_val = numeric_array(validation_data[1], "validation_data[1]")
         validation_data = check_training_data(validation_data[0], y_val, loss.reads_labels(y_val),
                                               model._forward, None, "validation_data[0]",
-                                              "validation_data[1]", like_x=data.x.shape[1])
+                                              "validation_data[1]", like_x=data.x.shape[1])[:2]
     for who, watcher in (("early_stopping", early_stopping), ("schedule", schedule)):
         monitor = getattr(watcher, "monitor", "")
         if monitor.startswith("val_") and validation_data is None:
@@ -211,42 +211,6 @@ def _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, 
         if early_stopping.restore_best:
             early_stopping.restore(model)
     return history
-
-
-def _row_weights(sample_weight, class_weight, y, rows, loss):
-    """The per-row weights sample_weight and class_weight make, or None."""
-    weights = None if sample_weight is None else check_sample_weight(sample_weight, rows)
-    if class_weight is None:
-        return weights
-    if not isinstance(loss, (CrossEntropyLoss, BCELoss, BCEWithLogitsLoss)):
-        raise ValueError(f"class_weight needs a classification loss (CrossEntropyLoss, BCELoss, "
-                         f"BCEWithLogitsLoss), got {type(loss).__name__}")
-    if y.ndim == 1:
-        classes = y.astype(np.int64) if y.dtype.kind in "iu" else None
-    elif y.ndim == 2:
-        classes = (y[:, 0] > 0.5).astype(np.int64) if y.shape[1] == 1 else np.argmax(y, axis=1)
-    else:
-        classes = None
-    if classes is None:
-        raise ValueError(f"class_weight needs class targets (indices, one-hot rows or one binary output), got "
-                         f"y of dtype {y.dtype} and shape {y.shape}")
-    present, counts = np.unique(classes, return_counts=True)
-    if isinstance(class_weight, str) and class_weight == "balanced":
-        per_class = dict(zip(present.tolist(), (rows / (len(present) * counts)).tolist()))
-    elif isinstance(class_weight, dict):
-        per_class = {}
-        for c, w in class_weight.items():
-            if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)):
-                raise TypeError(f"class_weight keys must be class indices (ints), got {c!r}")
-            per_class[int(c)] = check_finite_float(w, f"class_weight[{c}]", minimum=0.0)
-    else:
-        raise TypeError(f"class_weight must be a dict {{class: weight}} or 'balanced', got {class_weight!r}")
-    lookup = np.ones(int(max(present.max(), max(per_class, default=0))) + 1)
-    for c, w in per_class.items():
-        if 0 <= c < lookup.size:
-            lookup[c] = w
-    per_row = lookup[classes]
-    return per_row if weights is None else weights * per_row
 
 
 def _check_metrics(metrics):

@@ -33,20 +33,23 @@ def dropout_scale(threshold):
     return 1.0 / (1.0 - threshold / THRESHOLD_SCALE)
 
 
+@jit
+def _masked(src, seed, counter, threshold, dst):
+    scale = dst.dtype.type(dropout_scale(threshold))
+    zero = dst.dtype.type(0)
+    for i in range(src.shape[0]):
+        # a product, not a select: NaN and inf stay NaN where dropped, as in torch
+        dst[i] = src[i] * (scale if _kept(seed, counter, i, threshold) else zero)
+
+
 # x (n,), seed, counter, threshold -> out (n,)
 @jit
 def dropout_forward(x, seed, counter, threshold, out):
-    scale = out.dtype.type(dropout_scale(threshold))
-    zero = out.dtype.type(0)
-    for i in range(x.shape[0]):
-        # a product, not a select: NaN and inf stay NaN where dropped, as in torch
-        out[i] = x[i] * (scale if _kept(seed, counter, i, threshold) else zero)
+    _masked(x, seed, counter, threshold, out)
 
 
-# grad_out (n,), seed, counter, threshold -> grad_x (n,); may be the same array
+# grad_out (n,), seed, counter, threshold -> grad_x (n,); may be the same
+# array. The same mask and scale as the forward with this counter.
 @jit
 def dropout_backward(grad_out, seed, counter, threshold, grad_x):
-    scale = grad_x.dtype.type(dropout_scale(threshold))
-    zero = grad_x.dtype.type(0)
-    for i in range(grad_out.shape[0]):
-        grad_x[i] = grad_out[i] * (scale if _kept(seed, counter, i, threshold) else zero)
+    _masked(grad_out, seed, counter, threshold, grad_x)
