@@ -23,9 +23,10 @@ def _loop_major(n, table, params, grads, state0, state1, hyper, x, target, label
 @njit
 def _loop_narrow(n, table, params, grads, state0, state1, hyper, x, target, labels, weights, outs, delta,
                  grad_a, grad_b, grad_top, x_t):
+    dropped = outs[:0]  # no dropout here: its workspace is empty
     for _ in range(n):
         network.narrow_forward_backward(table, params, grads, x, target, labels, weights, 0, 2,
-                                        outs, delta, grad_a, grad_b, grad_top, x_t)
+                                        outs, delta, grad_a, grad_b, grad_top, x_t, dropped)
         network.network_update(table, params, grads, state0, state1, 0, hyper, 1)
 
 

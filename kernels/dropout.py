@@ -9,7 +9,7 @@ same three numbers instead of storing it, the layer-by-layer path and the
 fused whole-network step draw the same masks, and one seed fixes every mask of
 a run whatever the threads or the batch order.
 
-Shapes: x, out, grad_out, grad_x are flat (n,) views.
+Shapes: x, out, grad_out, grad_x are flat (n,) views (dropout_batch_inner: (C, B)).
 """
 import numpy as np
 
@@ -53,3 +53,16 @@ def dropout_forward(x, seed, counter, threshold, out):
 @jit
 def dropout_backward(grad_out, seed, counter, threshold, grad_x):
     _masked(grad_out, seed, counter, threshold, grad_x)
+
+
+# the same on batch-inner (features, B) arrays (kernels/narrow.py's layout):
+# element (c, r) is row r's c-th output, index r * features + c as above.
+# src_t (C, B) -> dst_t (C, B), which may be the same array
+@jit
+def dropout_batch_inner(src_t, seed, counter, threshold, dst_t):
+    scale = dst_t.dtype.type(dropout_scale(threshold))
+    zero = dst_t.dtype.type(0)
+    features, batch = src_t.shape
+    for c in range(features):
+        for r in range(batch):
+            dst_t[c, r] = src_t[c, r] * (scale if _kept(seed, counter, r * features + c, threshold) else zero)

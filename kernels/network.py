@@ -36,7 +36,7 @@ import numpy as np
 
 from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
-from .dropout import dropout_backward, dropout_forward
+from .dropout import dropout_backward, dropout_batch_inner, dropout_forward
 from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
 from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
@@ -248,16 +248,24 @@ def is_narrow(table, batch):
     for l in range(table.shape[0]):
         if table[l, IN_FEATURES] > NARROW_MAX_WIDTH or table[l, OUT_FEATURES] > NARROW_MAX_WIDTH:
             return False
-        if table[l, DROPOUT_THRESHOLD] != 0:  # the batch-major layout handles dropout
-            return False
     return True
 
 
 # network_forward_backward in the batch-inner layout: every activation is
 # stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
+def _dropped_t(table, dropped, batch, l):
+    """_dropped's region in the batch-inner layout, (out_features, B)."""
+    off = 0
+    for k in range(l):
+        if table[k, DROPOUT_THRESHOLD] != 0:
+            off += batch * table[k, OUT_FEATURES]
+    return view2d(dropped, off, table[l, OUT_FEATURES], batch)
+
+
+@jit
 def narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
-                            outs, delta, grad_a, grad_b, grad_top, x_t):
+                            outs, delta, grad_a, grad_b, grad_top, x_t, dropped):
     batch = x.shape[0]
     n_layers = table.shape[0]
     inp = view2d(x_t, 0, table[0, IN_FEATURES], batch)
@@ -269,6 +277,12 @@ def narrow_forward_backward(table, params, grads, x, target, labels, weights, lo
         narrow_forward(inp, _weights(table, params, l), _bias(table, params, l), table[l, ACTIVATION], out_t)
         inp = out_t
         offset += batch * table[l, OUT_FEATURES]
+        threshold = table[l, DROPOUT_THRESHOLD]
+        if threshold != 0:
+            inp = _dropped_t(table, dropped, batch, l)
+            counter = table[l, DROPOUT_FORWARDS]
+            table[l, DROPOUT_FORWARDS] = counter + 1
+            dropout_batch_inner(out_t, table[l, DROPOUT_SEED], counter, threshold, inp)
     n_last = table[n_layers - 1, OUT_FEATURES]
     grad_t = view2d(grad_a, 0, n_last, batch)
     if weights.shape[0] == 0 and (loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS):
@@ -295,7 +309,15 @@ def narrow_forward_backward(table, params, grads, x, target, labels, weights, lo
         n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
         offset -= batch * n_out
         out_t = view2d(outs, offset, n_out, batch)
-        in_t = x_in if l == 0 else view2d(outs, offset - batch * n_in, n_in, batch)
+        threshold = table[l, DROPOUT_THRESHOLD]
+        if threshold != 0:  # through the dropout first, in place, with the forward's mask
+            dropout_batch_inner(grad_t, table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold, grad_t)
+        if l == 0:
+            in_t = x_in
+        elif table[l - 1, DROPOUT_THRESHOLD] != 0:
+            in_t = _dropped_t(table, dropped, batch, l - 1)
+        else:
+            in_t = view2d(outs, offset - batch * n_in, n_in, batch)
         # ping-pong: the top gradient sits in grad_a, layer L-1 writes grad_b, ...
         grad_in_t = view2d(grad_b if (n_layers - 1 - l) % 2 == 0 else grad_a, 0, n_in, batch)
         narrow_backward(in_t, _weights(table, params, l), out_t, grad_t, table[l, ACTIVATION], l > 0,
@@ -375,7 +397,8 @@ def network_forward_backward(table, params, grads, x, target, labels, weights, l
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
     if is_narrow(table, x.shape[0]):
         value = narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
-                                        outs, delta, grad_a, grad_b, grad_top, x_t)
+                                        outs, delta, grad_a, grad_b, grad_top, x_t,
+                                        dropped_workspace(table, x.shape[0], work))
     else:
         value = batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code,
                                              reduction, outs, delta, grad_a, grad_b, grad_top,

@@ -113,3 +113,25 @@ def test_dropout_saves_pickles_and_converts(tmp_path):
     assert [type(layer).__name__ for layer in back.layers] == ["Linear", "Dropout", "Linear", "Dropout", "Linear",
                                                              "Dropout"]
     assert dropout_kernels.dropout_scale(0) == 1.0
+
+
+def test_narrow_networks_take_dropout_in_their_batch_inner_layout():
+    # widths <= 8 and batch >= 4: the batch-inner layout, which sums in another order
+    def make():
+        rng = np.random.default_rng(2)
+        return [fastbp.Linear(3, 6, activation="tanh", dtype=np.float64, rng=rng), fastbp.Dropout(0.4, seed=5),
+                fastbp.Linear(6, 2, dtype=np.float64, rng=rng), fastbp.Dropout(0.25, seed=6)]
+
+    model, bare = fastbp.Sequential(*make()), make()
+    assert fastbp.kernels.network.is_narrow(model.fused.table, 9)
+    opt = fastbp.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    opt_bare = fastbp.SGD([p for layer in bare for p in layer.parameters()], lr=0.1, momentum=0.9)
+    rng = np.random.default_rng(3)
+    for loss in (fastbp.MSELoss(), fastbp.CrossEntropyLoss()):
+        for _ in range(4):
+            x = rng.standard_normal((9, 3))
+            y = rng.standard_normal((9, 2)) if isinstance(loss, fastbp.MSELoss) else rng.integers(0, 2, 9)
+            value = model.train_step(x, y, loss, opt, fused=True)
+            assert value == pytest.approx(fastbp._layer_path.train_step(bare, x, y, loss, opt_bare), rel=1e-12)
+    for p, q in zip(model.parameters(), opt_bare.params):
+        np.testing.assert_allclose(p.value, q.value, rtol=1e-12, atol=1e-14)
