@@ -46,7 +46,7 @@ def add_l2(layers, l2, loss, rows):
         for p in layer.parameters():
             if p.name == "weights":
                 total += optim_kernels.add_l2(p.value.reshape(-1), p.grad.reshape(-1), l2 / rows)
-    return 0.5 * l2 * total / rows
+    return optim_kernels.l2_loss_term(l2, total, rows)
 
 
 def train_step(layers, x, y, loss, optimizer, l2=0.0, weights=None):

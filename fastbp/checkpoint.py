@@ -103,8 +103,7 @@ def _training_spec(optimizer, schedule, epoch, layers):
     spec = {"epoch": epoch, "optimizer": None, "schedule": None}
     arrays = []
     if optimizer is not None:
-        if type(optimizer).__name__ not in OPTIMIZER_TYPES or type(optimizer) is not OPTIMIZER_TYPES[
-                type(optimizer).__name__]:
+        if OPTIMIZER_TYPES.get(type(optimizer).__name__) is not type(optimizer):
             raise TypeError(f"optimizer: checkpoints hold {', '.join(OPTIMIZER_TYPES)}, got "
                             f"{type(optimizer).__name__}")
         index = {(id(p.layer), p.name): i for i, p in enumerate(p for layer in layers for p in layer.parameters())}

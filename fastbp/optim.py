@@ -229,16 +229,8 @@ class Optimizer:
                 backend = backend_of(value)
                 cached = self._flat_views[i] = (value, grad, backend.flat(value), backend.flat(grad), backend)
             views.append(cached)
-        max_norm = self.hyper[MAX_GRAD_NORM]
-        if max_norm:
-            # the parameters' sums of squares added in order, as the flat buffer's are
-            total = 0.0
-            for view in views:
-                total += optim_kernels.sum_of_squares(view[3])
-            coef = optim_kernels.clip_coefficient(total, max_norm)
-            if coef < 1.0:
-                for view in views:
-                    optim_kernels.scale(view[3], coef)
+        if self.hyper[MAX_GRAD_NORM]:
+            _clip([view[3] for view in views], self.hyper[MAX_GRAD_NORM])
         kind, hyper = self.kind, self.hyper
         for (_, _, value, grad, backend), (s0, s1) in zip(views, self._state):
             if not backend.update_is_finite(kind, hyper, step, value, grad, s0, s1):
@@ -388,7 +380,13 @@ def clip_grad_norm_(params, max_norm):
     max_norm = check_finite_float(max_norm, "max_norm", positive=True)
     if any(backend_of(p.grad).device != "cpu" for p in params):
         raise RuntimeError("clip_grad_norm_ runs on the CPU only for now")
-    grads = [p.grad.reshape(-1) for p in params]
+    return math.sqrt(_clip([p.grad.reshape(-1) for p in params], max_norm))
+
+
+def _clip(grads, max_norm):
+    """Scale the flat `grads` in place to a global norm of at most max_norm;
+    returns their sum of squares before. The sums are added in the order
+    given, as kernels/network.py network_update adds the flat buffer's."""
     total = 0.0
     for grad in grads:
         total += optim_kernels.sum_of_squares(grad)
@@ -396,4 +394,4 @@ def clip_grad_norm_(params, max_norm):
     if coef < 1.0:
         for grad in grads:
             optim_kernels.scale(grad, coef)
-    return math.sqrt(total)
+    return total

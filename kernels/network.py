@@ -44,7 +44,7 @@ from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
                      softmax_cross_entropy_forward, weighted_loss_forward_backward)
 from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, MSE  # noqa: F401
-from .optim import (LR, MAX_GRAD_NORM, add_l2, clip_coefficient, scale, sum_of_squares, update,
+from .optim import (LR, MAX_GRAD_NORM, add_l2, l2_loss_term, clip_coefficient, scale, sum_of_squares, update,
                     update_is_finite)
 
 (IN_FEATURES, OUT_FEATURES, ACTIVATION, HAS_BIAS, WEIGHTS_OFFSET, BIAS_OFFSET, DROPOUT_THRESHOLD, DROPOUT_SEED,
@@ -142,12 +142,18 @@ def dropped_workspace(table, batch, work):
 
 
 @jit
-def _dropped(table, dropped, batch, l):
+def _dropped_offset(table, batch, l):
+    """Where layer l's dropped-out output starts in the dropped region."""
     off = 0
     for k in range(l):
         if table[k, DROPOUT_THRESHOLD] != 0:
             off += batch * table[k, OUT_FEATURES]
-    return view2d(dropped, off, batch, table[l, OUT_FEATURES])
+    return off
+
+
+@jit
+def _dropped(table, dropped, batch, l):
+    return view2d(dropped, _dropped_offset(table, batch, l), batch, table[l, OUT_FEATURES])
 
 
 @jit
@@ -251,18 +257,14 @@ def is_narrow(table, batch):
     return True
 
 
-# network_forward_backward in the batch-inner layout: every activation is
-# stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
 def _dropped_t(table, dropped, batch, l):
     """_dropped's region in the batch-inner layout, (out_features, B)."""
-    off = 0
-    for k in range(l):
-        if table[k, DROPOUT_THRESHOLD] != 0:
-            off += batch * table[k, OUT_FEATURES]
-    return view2d(dropped, off, table[l, OUT_FEATURES], batch)
+    return view2d(dropped, _dropped_offset(table, batch, l), table[l, OUT_FEATURES], batch)
 
 
+# network_forward_backward in the batch-inner layout: every activation is
+# stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
 def narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
                             outs, delta, grad_a, grad_b, grad_top, x_t, dropped):
@@ -359,7 +361,7 @@ def network_add_l2(table, params, grads, l2, reduction, batch):
     total = 0.0
     for l in range(table.shape[0]):
         total += add_l2(ravel(_weights(table, params, l)), ravel(_weights(table, grads, l)), l2 / rows)
-    return 0.5 * l2 * total / rows
+    return l2_loss_term(l2, total, rows)
 
 
 class ShapeMismatch(ValueError):

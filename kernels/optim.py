@@ -234,6 +234,12 @@ def scale(x, coef):
 # reduction, alpha under a sum); returns sum(weights ** 2) in float64, which
 # the caller turns into the loss term 0.5 * alpha * sum / batch (or / 1).
 @jit
+def l2_loss_term(l2, total_squares, rows):
+    """0.5 * alpha * sum(W ** 2) / rows, the loss term of add_l2's penalty."""
+    return 0.5 * l2 * total_squares / rows
+
+
+@jit
 def add_l2(weights, grad, grad_scale):
     scale_t = weights.dtype.type(grad_scale)
     for i in range(weights.shape[0]):

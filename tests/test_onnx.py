@@ -9,8 +9,8 @@ import fastbp
 
 
 def _run(proto, x):
-    session = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(["y"], {"x": x})[0]
+    runtime = onnxruntime.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    return runtime.run(["y"], {"x": x})[0]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
