@@ -519,6 +519,11 @@ def activation_layer(name):
     return {cls.name: cls for cls in (Activation, ReLU, Sigmoid, Tanh)}[name]
 
 
+def _rows(array):
+    """A contiguous array as (rows, features): batch-first, every further axis a feature."""
+    return array.reshape(array.shape[0] if array.ndim else 1, -1)
+
+
 @register
 class Dropout(Layer):
     """Inverted dropout: in training (`forward_pass(x)`, `train_step`, `fit`)
@@ -528,7 +533,8 @@ class Dropout(Layer):
     The mask is a hash of the layer's `seed`, its count of training forwards
     and the element's index (kernels/dropout.py), so the same seed gives the
     same masks on the fused path and layer by layer; p is rounded to a
-    multiple of 2**-32. Inside a model of Linear layers, after a Linear,
+    multiple of 2**-16 for the keep rate (kept values are scaled by 1 / (1 - p)
+    as torch does). Inside a model of Linear layers, after a Linear,
     it runs in the fused step.
     """
 
@@ -562,7 +568,7 @@ class Dropout(Layer):
         out = np.empty_like(x)
         counter = int(self._forwards[0])
         self._forwards[0] = counter + 1
-        dropout.dropout_forward(x.reshape(-1), self._seed, counter, self._threshold, out.reshape(-1))
+        dropout.dropout_forward(_rows(x), self._seed, counter, self._threshold, _rows(out))
         self._counter, self._shape = counter, x.shape
         return out
 
@@ -571,8 +577,7 @@ class Dropout(Layer):
             return grad_out
         grad_out = as_float_array(grad_out, "grad_out", float_dtype_of(grad_out, "grad_out"), self._shape)
         grad_x = np.empty_like(grad_out)
-        dropout.dropout_backward(grad_out.reshape(-1), self._seed, self._counter, self._threshold,
-                                 grad_x.reshape(-1))
+        dropout.dropout_backward(_rows(grad_out), self._seed, self._counter, self._threshold, _rows(grad_x))
         return grad_x
 
     def config(self):

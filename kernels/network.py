@@ -181,7 +181,7 @@ def network_forward(table, params, x, outs, dropped):
             inp = _dropped(table, dropped, batch, l)
             counter = table[l, DROPOUT_FORWARDS]
             table[l, DROPOUT_FORWARDS] = counter + 1
-            dropout_forward(ravel(out), table[l, DROPOUT_SEED], counter, threshold, ravel(inp))
+            dropout_forward(out, table[l, DROPOUT_SEED], counter, threshold, inp)
     return inp
 
 
@@ -195,8 +195,8 @@ def network_backward(table, params, grads, x, outs, dropped, grad_top, delta, gr
         n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
         threshold = table[l, DROPOUT_THRESHOLD]
         if threshold != 0:  # through the dropout first, in place, with the forward's mask
-            dropout_backward(ravel(grad_out), table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold,
-                             ravel(grad_out))
+            dropout_backward(grad_out, table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold,
+                             grad_out)
         inp = _layer_input(table, x, outs, dropped, batch, l)
         # ping-pong between two buffers: layer l reads one and writes the other
         grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
