@@ -11,8 +11,15 @@ import numpy as np
 
 from ._jit import jit, jit_sum
 
-MEAN, SUM, HALF_SUM = 0, 1, 2
-REDUCTIONS = ("mean", "sum", "half_sum")
+MEAN, SUM, HALF_SUM, SKLEARN = 0, 1, 2, 3
+REDUCTIONS = ("mean", "sum", "half_sum", "sklearn")
+# SKLEARN: scikit-learn's MLP losses, for fastbp.sklearn only (no Loss class
+# offers it), computed by weighted_loss_forward_backward: each row's loss
+# summed over its outputs (half the squared error for MSE), averaged over the
+# rows (weighted: divided by sum_i w_i), so d loss / d pred = w_i (pred -
+# target) / sum_i w_i at the canonical output activations; the squared error
+# it reports is divided by the outputs per row as well, as scikit-learn's
+# squared_loss is while its gradient is not.
 
 # Which loss: the one enumeration the whole-network kernels (network.py) and
 # the CUDA kernels (cuda/losses.py) share, named by each fastbp Loss class.
@@ -207,22 +214,29 @@ def soft_cross_entropy_backward(logits, target_probs, reduction, grad_logits):
 # losses): scikit-learn's np.average, and torch's CrossEntropyLoss(weight=)
 # for class weights; 0, with zero gradients, when every weight is 0.
 
-# pred (B, C), target (B, C) or (0, 0), labels (B,) or (0,), weights (B,) >= 0,
-# reduction -> the loss; grad_pred (B, C) written
+# pred (B, C), target (B, C) or (0, 0), labels (B,) or (0,), weights (B,) >= 0
+# or (0,) for all 1 (SKLEARN only), reduction -> the loss; grad_pred (B, C) written
 @jit
 def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred):
     batch, width = pred.shape
-    row_reduction = SUM if reduction == MEAN else reduction
-    norm = 1.0
+    elementwise = loss_code != CROSS_ENTROPY_LABELS and loss_code != CROSS_ENTROPY_SOFT
+    unweighted = weights.shape[0] == 0
+    row_reduction = reduction
     if reduction == MEAN:
-        norm = 0.0
-        for i in range(batch):
+        row_reduction = SUM
+    elif reduction == SKLEARN:
+        row_reduction = HALF_SUM if loss_code == MSE else SUM
+    norm = 1.0
+    if reduction == MEAN or reduction == SKLEARN:
+        norm = np.float64(batch) if unweighted else 0.0
+        for i in range(0 if unweighted else batch):
             norm += np.float64(weights[i])
-        if loss_code != CROSS_ENTROPY_LABELS and loss_code != CROSS_ENTROPY_SOFT:
+        if reduction == MEAN and elementwise:
             norm *= width
     total = 0.0
     for i in range(batch):
-        scale = np.float64(weights[i]) / norm if norm > 0.0 else 0.0
+        weight = 1.0 if unweighted else np.float64(weights[i])
+        scale = weight / norm if norm > 0.0 else 0.0
         if scale == 0.0:  # a zero-weight row adds nothing, even when its loss is inf
             for c in range(width):
                 grad_pred[i, c] = 0.0
@@ -260,4 +274,6 @@ def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, w
             for c in range(width):
                 grad_pred[i, c] *= scale_t
         total += scale * value
+    if reduction == SKLEARN and loss_code == MSE:
+        return total / width
     return total

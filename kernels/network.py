@@ -38,7 +38,7 @@ from ._jit import jit, ravel, view2d
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_batch_inner, dropout_forward
 from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
-from .losses import (MEAN, bce_backward, bce_forward, bce_with_logits_backward,
+from .losses import (MEAN, SKLEARN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
                      soft_cross_entropy_forward, softmax_cross_entropy_backward,
@@ -210,7 +210,7 @@ def network_backward(table, params, grads, x, outs, dropped, grad_top, delta, gr
 # weights or (0,) for none -> loss; grad_pred written
 @jit
 def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred):
-    if weights.shape[0] != 0:
+    if weights.shape[0] != 0 or reduction == SKLEARN:
         return weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, weights, grad_pred)
     flat_pred = ravel(pred)
     flat_grad = ravel(grad_pred)
@@ -287,7 +287,7 @@ def narrow_forward_backward(table, params, grads, x, target, labels, weights, lo
             dropout_batch_inner(out_t, table[l, DROPOUT_SEED], counter, threshold, inp)
     n_last = table[n_layers - 1, OUT_FEATURES]
     grad_t = view2d(grad_a, 0, n_last, batch)
-    if weights.shape[0] == 0 and (loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS):
+    if weights.shape[0] == 0 and reduction != SKLEARN and (loss_code == MSE or loss_code == BCE or loss_code == BCE_WITH_LOGITS):
         # Element-wise losses do not care about the layout as long as the
         # prediction and the target share it: transpose the target once
         # (into `delta`, free until the backward pass) and take the gradient
@@ -354,10 +354,18 @@ def network_update(table, params, grads, state0, state1, kind, hyper, step):
 
 # scikit-learn's L2 penalty (`alpha`) on every layer's weights, biases not
 # penalised: the weights' gradients grow by alpha * W / B (alpha * W under a
-# sum reduction); returns the loss term 0.5 * alpha * sum(W ** 2) / B (or / 1).
+# sum reduction, alpha * W / sum_i w_i under SKLEARN with row weights, as
+# scikit-learn divides by the batch's sample weights); returns the loss term
+# 0.5 * alpha * sum(W ** 2) / B (or / 1, or / sum_i w_i).
 @jit
-def network_add_l2(table, params, grads, l2, reduction, batch):
-    rows = batch if reduction == MEAN else 1
+def network_add_l2(table, params, grads, l2, reduction, weights, batch):
+    rows = 1.0
+    if reduction == MEAN or (reduction == SKLEARN and weights.shape[0] == 0):
+        rows = np.float64(batch)
+    elif reduction == SKLEARN:
+        rows = 0.0
+        for i in range(weights.shape[0]):
+            rows += np.float64(weights[i])
     total = 0.0
     for l in range(table.shape[0]):
         total += add_l2(ravel(_weights(table, params, l)), ravel(_weights(table, grads, l)), l2 / rows)
@@ -406,7 +414,7 @@ def network_forward_backward(table, params, grads, x, target, labels, weights, l
                                              reduction, outs, delta, grad_a, grad_b, grad_top,
                                              dropped_workspace(table, x.shape[0], work))
     if l2 != 0.0 and np.isfinite(value):
-        value += network_add_l2(table, params, grads, l2, reduction, x.shape[0])
+        value += network_add_l2(table, params, grads, l2, reduction, weights, x.shape[0])
     return value
 
 
@@ -485,5 +493,5 @@ def network_train_epoch(table, params, grads, state0, state1, x, target, labels,
             return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a
         # sum of means weighted by rows (the caller divides by n)
-        total += value * rows if reduction == MEAN else value
+        total += value * rows if reduction == MEAN or reduction == SKLEARN else value
     return total, -1

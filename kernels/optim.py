@@ -109,9 +109,15 @@ def adam_update_is_finite(param, grad, lr, beta1, beta2, eps, step, exp_avg, exp
 #         (nesterov) or b;  p -= lr g
 #   ADAM  p *= 1 - lr weight_decay (decoupled, AdamW), or g += weight_decay p;
 #         then the Adam step above
+#
+# EPS_HAT (Adam): eps is added to sqrt(v) before the bias correction, the
+# Adam paper's efficient form (its epsilon-hat) that scikit-learn's MLP uses:
+#   p -= lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps),
+# computed as the rule above with eps / sqrt(1 - beta2^t) in place of eps.
 SGD, ADAM = 0, 1
-LR, MOMENTUM, NESTEROV, WEIGHT_DECAY, DECOUPLED_WEIGHT_DECAY, BETA1, BETA2, EPS, MAX_GRAD_NORM = range(9)
-HYPER_SIZE = 9
+(LR, MOMENTUM, NESTEROV, WEIGHT_DECAY, DECOUPLED_WEIGHT_DECAY, BETA1, BETA2, EPS, MAX_GRAD_NORM,
+ EPS_HAT) = range(10)
+HYPER_SIZE = 10
 
 
 @inline
@@ -152,8 +158,9 @@ def _adam_hyper_constants(param, hyper, step):
     # AdamW's factor is computed in float64 and rounded once, as torch's
     # param.mul_(1 - lr * weight_decay) does
     decay = dt(1.0 - hyper[LR] * hyper[WEIGHT_DECAY])
+    eps = hyper[EPS] / np.sqrt(1.0 - hyper[BETA2] ** step) if hyper[EPS_HAT] != 0.0 else hyper[EPS]
     w1, beta2, w2, eps, neg_step, bc2_sqrt = _adam_constants(param, hyper[LR], hyper[BETA1], hyper[BETA2],
-                                                             hyper[EPS], step)
+                                                             eps, step)
     return (dt(hyper[WEIGHT_DECAY]), decay, w1, beta2, w2, eps, neg_step, bc2_sqrt,
             hyper[WEIGHT_DECAY] != 0.0, decoupled)
 

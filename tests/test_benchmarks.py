@@ -9,7 +9,7 @@ import pytest
 
 from fastbp.cli import bench
 
-MODULES = ["benchmarks.bench_dense", "benchmarks.bench_train", "benchmarks.bench_conv"]
+MODULES = ["benchmarks.bench_dense", "benchmarks.bench_train", "benchmarks.bench_conv", "benchmarks.bench_sklearn"]
 
 
 def _classes():
@@ -26,7 +26,7 @@ def test_benchmark_runs_for_every_impl(cls):
     smallest = [min(values, key=lambda v: (isinstance(v, str), v if not isinstance(v, str) else 0))
                 for values in params[1:]]
     if cls.param_names[0] == "impl":  # a comparison: fastbp beside its peers
-        assert {"fastbp", "torch"} <= set(params[0])
+        assert "fastbp" in params[0] and {"torch", "sklearn"} & set(params[0])
     for impl in params[0]:
         bench_obj = cls()
         bench_obj.setup(impl, *smallest)
@@ -69,6 +69,16 @@ def test_bench_tables_run_on_small_cases():
     forward = bench.time_forward(16, 8, "sigmoid", budget_s=0.01)
     assert set(forward) == {"fastbp", "numpy", "torch"}
     assert "cores; fastbp's BLAS openblas" in bench.machine()
+
+
+def test_sklearn_table_fits_both_estimators_to_the_same_accuracy(monkeypatch):
+    from fastbp.cli import bench_sklearn
+
+    monkeypatch.setitem(bench_sklearn.SKLEARN_CASES, "tiny", ("blobs", (5,), "logistic", 8, 3, 0.1))
+    result = bench_sklearn.time_sklearn("tiny", rounds=1)
+    assert set(result) == set(bench_sklearn.IMPLS) and all(t > 0 for t, _ in result.values())
+    # float64: the same training as scikit-learn's, so the same held-out accuracy
+    assert result["fastbp"][1] == result["sklearn"][1]
 
 
 

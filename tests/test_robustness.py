@@ -29,6 +29,17 @@ def _net(dtype=np.float32, seed=0, widths=(2, 5, 3), last="identity"):
                                for a, b, act in zip(widths, widths[1:], acts)])
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint_handler():
+    # a process started in the background by a non-interactive shell inherits
+    # SIGINT ignored, and Python then installs no handler of its own; the
+    # Ctrl-C tests need the one an interactive run has
+    old = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def _data(n=16, seed=1, widths=(2, 5, 3)):
     rng = np.random.default_rng(seed)
     return (rng.standard_normal((n, widths[0])).astype(np.float32),

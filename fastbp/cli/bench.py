@@ -18,6 +18,8 @@ Four tables:
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
+- sklearn: a whole MLPClassifier fit, scikit-learn's against fastbp.sklearn's
+  (fastbp/cli/bench_sklearn.py), with each one's held-out accuracy
 
 asv (benchmarks/) measures the same things per commit; this is the quick look.
 """
@@ -51,6 +53,8 @@ OPTIMIZERS = {
     "AdamW": (lambda p, lr: _optim().AdamW(p, lr=lr), 0.0, 0.0),
     "SGD+L2+clip+dropout": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, max_grad_norm=1.0), 1e-4, 0.1),
 }
+TABLES = ("steps", "optimizers", "forward", "startup", "sklearn")
+SKLEARN_MARKERS = ("<!-- bench:sklearn:start -->", "<!-- bench:sklearn:end -->")
 FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
                  for batch in (256, 4096) for width in (64, 1024)]
 
@@ -257,7 +261,7 @@ def _table(header, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastbp bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=("steps", "optimizers", "forward", "startup"), action="append",
+    parser.add_argument("--only", choices=TABLES, action="append",
                         help="run only these tables (repeatable)")
     parser.add_argument("--budget", type=float, default=1.0, help="seconds per timing (default 1)")
     parser.add_argument("--readme", metavar="PATH",
@@ -274,8 +278,10 @@ def main(argv=None):
         if path:
             # before the benchmark runs, not after: its minutes would be lost
             _markers(path, flag, parser.error)
-    if args.readme and args.only and "steps" not in args.only:
-        parser.error("--readme writes the training-step table: do not leave out --only steps")
+    if args.readme and "sklearn" in (args.only or TABLES):
+        _markers(args.readme, "--readme", parser.error, *SKLEARN_MARKERS)
+    if args.readme and args.only and not {"steps", "sklearn"} & set(args.only):
+        parser.error("--readme writes the training-step and sklearn tables: --only steps or sklearn")
     try:
         import torch
     except ImportError:
@@ -286,7 +292,7 @@ def main(argv=None):
     from ..threads import get_num_threads, set_deterministic
 
     set_deterministic(args.deterministic)
-    only = set(args.only or ("steps", "optimizers", "forward", "startup"))
+    only = set(args.only or TABLES)
     torch.set_num_threads(numba.config.NUMBA_NUM_THREADS)
     lines = []
 
@@ -336,9 +342,26 @@ def main(argv=None):
         emit("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
         emit(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
                                                   ["filled (warm)", f"{warm:.2f}"]]))
+    if "sklearn" in only:
+        from .bench_sklearn import IMPLS, SKLEARN_CASES, time_sklearn
+
+        rows = []
+        for case in SKLEARN_CASES:
+            r = time_sklearn(case)
+            rows.append([case] + [f"{r[impl][0]:.3f}" for impl in IMPLS]
+                        + [f"{r['sklearn'][0] / r[impl][0]:.1f}x" for impl in IMPLS[1:]]
+                        + [" / ".join(f"{r[impl][1]:.3f}" for impl in IMPLS)])
+        emit("\nA whole MLPClassifier fit, scikit-learn's against fastbp.sklearn's (seconds, median of 3 "
+             "interleaved rounds; float64 as scikit-learn, and fastbp with dtype='float32'; plain SGD):\n")
+        sklearn_table = _table(["training", "scikit-learn", "fastbp", "fastbp float32", "speed-up",
+                                "speed-up float32", "test accuracy (same order)"], rows)
+        emit(sklearn_table)
+        if args.readme:
+            write_section(args.readme, f"Seconds per fit, median of 3 interleaved rounds, plain SGD; {machine()}:\n\n"
+                          + sklearn_table, "--readme", *SKLEARN_MARKERS)
     if args.docs:
         write_section(args.docs, "\n".join(lines), "--docs")
-    if args.readme:
+    if args.readme and "steps" in only:
         write_section(args.readme, f"One training step (forward, loss, backward, SGD), float32, us; "
                                    f"{machine()}, {get_num_threads()['numba']} threads:\n\n"
                       + _table(["network, batch", "fastbp", "numpy", "torch eager", "numpy / fastbp",
