@@ -139,3 +139,51 @@ class FitEpoch:
 
     def peakmem_epoch(self, impl):
         self.epoch()
+
+
+class TabularEpoch:
+    """One whole epoch (16 steps) at the widths of tabular work: fastbp's fit,
+    a jitted JAX epoch (jax.lax.scan) and torch eager, softmax cross-entropy,
+    SGD with momentum 0.9 (fastbp/cli/bench.py time_epochs times the same)."""
+    params = (["fastbp", "jax", "torch"], ["64-32-32-10 b32", "64-128-128-10 b256", "64-512-512-10 b256"])
+    param_names = ["impl", "network"]
+
+    def setup(self, impl, name):
+        from fastbp.cli.baselines import jax_epoch
+
+        from fastbp.cli.bench import EPOCH_CASES
+
+        widths, batch = next((w, b) for n, w, b in EPOCH_CASES if n == name)
+        rng = np.random.default_rng(2)
+        n = 16 * batch
+        x = rng.standard_normal((n, widths[0])).astype(np.float32)
+        labels = rng.integers(0, widths[-1], n)
+        acts = ["relu"] * (len(widths) - 2) + ["identity"]
+        model = build(widths, acts)
+        if impl == "fastbp":
+            opt = fastbp.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            loss = fastbp.CrossEntropyLoss()
+            self.epoch = lambda: model.fit(x, labels, loss=loss, optimizer=opt, epochs=1, batch_size=batch,
+                                           rng=0, progress=False)
+        elif impl == "jax":
+            import jax.numpy as jnp
+
+            run = jax_epoch(model, 0.01, 0.9, batch)
+            jx, jl, order = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(rng.permutation(n))
+            self.epoch = lambda: run(jx, jl, order)
+        else:
+            torch = torch_threads()
+            net = model.to_torch()
+            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
+
+            def epoch():
+                for i in torch.randperm(n).split(batch):
+                    opt.zero_grad()
+                    torch.nn.functional.cross_entropy(net(tx[i]), tl[i]).backward()
+                    opt.step()
+            self.epoch = epoch
+        self.epoch()  # compiled (numba, XLA) outside the timing
+
+    def time_epoch(self, impl, name):
+        self.epoch()

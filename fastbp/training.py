@@ -21,7 +21,8 @@ from .schedules import EarlyStopping, Schedule, StopTraining
 
 def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True, validation_data=None,
         validation_split=0.0, progress=True, rng=None, callback=None, fused=None, l2=0.0, schedule=None,
-        early_stopping=None, metrics=None, initial_epoch=0, sample_weight=None, class_weight=None):
+        early_stopping=None, metrics=None, initial_epoch=0, sample_weight=None, class_weight=None,
+        _make_epochs=None):
     """Train `model` with mini-batch gradient descent.
 
     Parameters
@@ -125,8 +126,13 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
         validation_data = (x[split_at:].copy(), y[split_at:].copy())
         x, y = x[:split_at].copy(), y[:split_at].copy()
         weights = None if weights is None else weights[:split_at].copy()
-    data = (model.fused.epochs(x, y, loss, optimizer, batch_size, l2, weights) if fusing
-            else _layer_path.LayerEpochs(model.layers, x, y, loss, optimizer, batch_size, l2, weights))
+    # _make_epochs: fastbp.distributed's epochs over several processes, in
+    # place of the fused path's
+    if _make_epochs is not None:
+        data = _make_epochs(x, y, loss, optimizer, batch_size, l2, weights)
+    else:
+        data = (model.fused.epochs(x, y, loss, optimizer, batch_size, l2, weights) if fusing
+                else _layer_path.LayerEpochs(model.layers, x, y, loss, optimizer, batch_size, l2, weights))
     if validation_data is not None and not validation_split:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise TypeError(f"validation_data must be a pair (x_val, y_val), got "

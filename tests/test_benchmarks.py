@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 import pytest
 
+import fastbp
 from fastbp.cli import bench
 
 MODULES = ["benchmarks.bench_dense", "benchmarks.bench_train", "benchmarks.bench_conv", "benchmarks.bench_sklearn"]
@@ -88,3 +89,29 @@ def test_cuda_benchmarks_skip_cleanly_without_a_gpu():
     # in the simulator (conftest) or on a machine without a GPU: skipped, not run
     with pytest.raises(NotImplementedError, match="GPU|CUDA"):
         CudaMLP().setup("fastbp", 64, 2**12)
+
+
+def test_jax_baselines_train_as_fastbp_does():
+    import jax.numpy as jnp
+
+    from fastbp.cli.baselines import jax_epoch, jax_train_step
+
+    rng = np.random.default_rng(0)
+    widths, acts = (6, 16, 4), ("relu", "identity")
+    x = rng.standard_normal((48, 6)).astype(np.float32)
+    labels = rng.integers(0, 4, 48)
+    model = bench.build(widths, acts)
+    run = jax_epoch(bench.build(widths, acts), 0.05, 0.9, 8)
+    opt = fastbp.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(2):  # both in the stored order: the same 6 steps an epoch
+        history = model.fit(x, labels, loss=fastbp.CrossEntropyLoss(), optimizer=opt, batch_size=8,
+                            shuffle=False, progress=False)
+        jax_loss = run(jnp.asarray(x), jnp.asarray(labels), jnp.arange(48))
+        assert jax_loss == pytest.approx(history["loss"][0], rel=1e-5)
+    step = jax_train_step(bench.build(widths, ("relu", "sigmoid")), 0.1)
+    reference = bench.build(widths, ("relu", "sigmoid"))
+    y = rng.uniform(0, 1, (48, 4)).astype(np.float32)
+    ref_opt = fastbp.SGD(reference.parameters(), lr=0.1)
+    for _ in range(3):
+        assert step(x, y) == pytest.approx(reference.train_step(x, y, fastbp.MSELoss("half_sum"), ref_opt),
+                                           rel=1e-5)

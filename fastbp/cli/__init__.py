@@ -30,6 +30,8 @@ def main(argv=None):
     train.add_argument("--out", default="fastbp-run", help="output folder (default fastbp-run)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.add_argument("--no-plots", action="store_true", help="skip the PNG plots (no matplotlib needed)")
+    train.add_argument("--distributed", action="store_true",
+                       help="under mpiexec: data-parallel over every rank, --batch-size per rank (the mpi extra)")
     sub.add_parser("bench", add_help=False,
                    help="time fastbp against numpy and torch side by side (see `fastbp bench -h`)")
     args, rest = parser.parse_known_args(argv)
@@ -55,8 +57,9 @@ def main(argv=None):
                            hidden=hidden, activation=args.activation, loss=args.loss,
                            optimizer=args.optimizer, lr=args.lr, momentum=args.momentum,
                            epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                           dtype=args.dtype, progress=not args.no_progress, plots=not args.no_plots)
-        except (ValueError, TypeError, OSError, FloatingPointError, MemoryError) as exc:
+                           dtype=args.dtype, progress=not args.no_progress, plots=not args.no_plots,
+                           distributed=args.distributed)
+        except (ValueError, TypeError, OSError, FloatingPointError, MemoryError, ImportError) as exc:
             # FloatingPointError: training diverged (NonFiniteLossError); OSError:
             # a --csv that is a folder or unreadable; one line, no traceback
             print(f"fastbp train: error: {type(exc).__name__ + ': ' if isinstance(exc, (OSError, MemoryError)) else ''}"

@@ -1,7 +1,7 @@
 """`python -m fastbp bench`: fastbp against textbook numpy and torch eager,
 the same work in one process, side by side (torch needed: the `bench` extra).
 
-Four tables:
+Six tables:
 - steps: one training step (forward + 0.5*sum-of-squares loss + backward +
   SGD update), median us (see side_by_side), for
     fused   Sequential.train_step, the whole step in one compiled call
@@ -15,6 +15,9 @@ Four tables:
 - optimizers: one fused training step with each optimizer (SGD, momentum,
   Nesterov, Adam, AdamW, and SGD with an L2 penalty, gradient clipping and
   dropout)
+- epochs: whole epochs of fit at the widths of tabular work (64-32-32-10 to
+  64-512-512-10, batch 32 and 256) against a jitted JAX epoch (jax.lax.scan)
+  and torch eager, fastbp with its BLAS threads and with one
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
@@ -53,8 +56,12 @@ OPTIMIZERS = {
     "AdamW": (lambda p, lr: _optim().AdamW(p, lr=lr), 0.0, 0.0),
     "SGD+L2+clip+dropout": (lambda p, lr: _optim().SGD(p, lr=lr, momentum=0.9, max_grad_norm=1.0), 1e-4, 0.1),
 }
-TABLES = ("steps", "optimizers", "forward", "startup", "sklearn")
+TABLES = ("steps", "optimizers", "epochs", "forward", "startup", "sklearn")
 SKLEARN_MARKERS = ("<!-- bench:sklearn:start -->", "<!-- bench:sklearn:end -->")
+# the widths of everyday tabular work: whole epochs of fit against a jitted
+# JAX epoch (jax.lax.scan) and torch eager, 16 steps an epoch
+EPOCH_CASES = [(f"{'-'.join(map(str, widths))} b{batch}", widths, batch)
+               for widths in ((64, 32, 32, 10), (64, 128, 128, 10), (64, 512, 512, 10)) for batch in (32, 256)]
 FORWARD_CASES = [(batch, width, act) for act in ("relu", "sigmoid")
                  for batch in (256, 4096) for width in (64, 1024)]
 
@@ -176,6 +183,52 @@ def time_optimizers(widths, activations, batch, budget_s=1.0):
     bad = {k: v for k, v in finals.items() if not np.isfinite(v)}
     if bad:
         raise RuntimeError(f"training diverged while timed, lower lr: {bad}")
+    return results
+
+
+def time_epochs(widths, batch, budget_s=1.0, steps=16):
+    """{implementation: median us per step of a whole epoch}: fit (softmax
+    cross-entropy, SGD with momentum 0.9) with the BLAS threads fastbp has and
+    with one, a jitted JAX epoch, torch eager; ReLU hidden layers, float32."""
+    import torch
+
+    from .. import SGD, CrossEntropyLoss
+    from ..threads import get_num_threads, set_num_threads
+    from .baselines import jax_epoch
+
+    rng = np.random.default_rng(2)
+    n = steps * batch
+    x = rng.standard_normal((n, widths[0])).astype(np.float32)
+    labels = rng.integers(0, widths[-1], n)
+    acts = ["relu"] * (len(widths) - 2) + ["identity"]
+    lr, momentum, loss = 0.01, 0.9, CrossEntropyLoss()
+    model = build(widths, acts)
+    opt = SGD(model.parameters(), lr=lr, momentum=momentum)
+
+    def fastbp_epoch():
+        model.fit(x, labels, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=0, progress=False)
+
+    import jax.numpy as jnp
+
+    jax_run = jax_epoch(build(widths, acts), lr, momentum, batch)
+    jx, jlabels, jorder = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(rng.permutation(n))
+    tnet = build(widths, acts).to_torch()
+    topt = torch.optim.SGD(tnet.parameters(), lr=lr, momentum=momentum)
+    tx, tlabels = torch.from_numpy(x), torch.from_numpy(labels)
+
+    def torch_epoch():
+        for i in torch.randperm(n).split(batch):
+            topt.zero_grad()
+            torch.nn.functional.cross_entropy(tnet(tx[i]), tlabels[i]).backward()
+            topt.step()
+    per_step = {"fastbp": fastbp_epoch, "jax": lambda: jax_run(jx, jlabels, jorder), "torch": torch_epoch}
+    results = {k: v / steps for k, v in side_by_side(per_step, budget_s).items()}
+    threads = get_num_threads()
+    set_num_threads(1)
+    try:
+        results["fastbp 1 thread"] = side_by_side({"one": fastbp_epoch}, budget_s / 3)["one"] / steps
+    finally:
+        set_num_threads(threads["numba"])
     return results
 
 
@@ -327,6 +380,18 @@ def main(argv=None):
         emit("One fused training step by optimizer (us; SGD+L2+clip+dropout: momentum 0.9, l2 1e-4, "
              "max_grad_norm 1, Dropout(0.1) after each hidden layer):\n")
         emit(_table(["network"] + list(OPTIMIZERS) + ["Adam/SGD", "L2+clip+dropout/SGD"], rows))
+        emit()
+    if "epochs" in only:
+        rows = []
+        for name, widths, batch in EPOCH_CASES:
+            r = time_epochs(widths, batch, args.budget)
+            best = min(r["fastbp"], r["fastbp 1 thread"])
+            rows.append([name] + [f"{r[k]:.1f}" for k in ("fastbp", "fastbp 1 thread", "jax", "torch")]
+                        + [f"{r['jax'] / best:.2f}x", f"{r['torch'] / best:.1f}x"])
+        emit("Whole epochs of training, us per step (softmax cross-entropy, SGD with momentum 0.9, ReLU; "
+             "fastbp's fit, a jitted jax.lax.scan epoch, torch eager; 16 steps an epoch):\n")
+        emit(_table(["network", "fastbp", "fastbp 1 thread", "JAX jit", "torch", "JAX / fastbp (best)",
+                     "torch / fastbp (best)"], rows))
         emit()
     if "forward" in only:
         rows = []

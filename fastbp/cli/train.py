@@ -53,12 +53,24 @@ def build_classifier(n_features, hidden, n_classes, *, activation="sigmoid", los
 
 def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidden=(5,),
                    activation="sigmoid", loss="mse", optimizer="sgd", lr=0.1, momentum=0.0, epochs=400,
-                   batch_size=8, seed=0, dtype=np.float32, progress=True, plots=True, log=print):
+                   batch_size=8, seed=0, dtype=np.float32, progress=True, plots=True, log=print,
+                   distributed=False):
     """Train, write the outputs listed above to out_dir, return (model, history).
 
     Everything that could stop the run after training (the output folder,
-    the data, the options) is checked first, so no finished training is lost."""
-    check_output_folder(out_dir)
+    the data, the options) is checked first, so no finished training is lost.
+    distributed=True (under mpiexec): data-parallel over every rank
+    (fastbp.distributed), batch_size per rank; rank 0 logs and writes."""
+    trainer_for, rank = None, 0
+    if distributed:
+        from ..distributed import DataParallel, _mpi
+
+        rank = _mpi().COMM_WORLD.Get_rank()
+        trainer_for = DataParallel
+        if rank != 0:
+            log, progress, plots = (lambda *args: None), False, False
+    if rank == 0:
+        check_output_folder(out_dir)
     x, labels = datasets.load_csv(csv_path)
     if test_csv is not None:
         x_test, labels_test = datasets.load_csv(test_csv)
@@ -93,9 +105,16 @@ def train_from_csv(csv_path, out_dir, *, test_csv=None, test_fraction=0.3, hidde
     log(f"training {' -> '.join(str(w) for w in [x.shape[1], *hidden, n_classes])} ({activation}, "
         f"{loss}, {optimizer} lr {lr}) on {len(train[0])} samples, testing on {len(test[0])}, "
         f"{epochs} epochs of batch {batch_size}")
-    history = model.fit(train[0].astype(dtype), targets[0], loss=loss_fn, optimizer=opt, epochs=epochs,
-                        batch_size=batch_size, validation_data=(test[0].astype(dtype), targets[1]),
-                        progress=progress, rng=seed)
+    fit_args = dict(loss=loss_fn, epochs=epochs, batch_size=batch_size,
+                    validation_data=(test[0].astype(dtype), targets[1]), progress=progress, rng=seed)
+    if trainer_for is not None:
+        trainer = trainer_for(model, opt)
+        log(f"data-parallel over {trainer.size} ranks, batch {batch_size} per rank")
+        history = trainer.fit(train[0].astype(dtype), targets[0], **fit_args)
+        if rank != 0:
+            return model, history
+    else:
+        history = model.fit(train[0].astype(dtype), targets[0], optimizer=opt, **fit_args)
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "history.csv"), "w", newline="") as f:
         writer = csv.writer(f)
