@@ -61,8 +61,10 @@ def time_sklearn(case, rounds=3):
     accuracy = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for impl in IMPLS[1:]:  # compiled before timing
-            estimator(impl, case).fit(x[:64], y[:64])
+        for impl in IMPLS[1:]:  # compiled before timing, on rows that may be fewer than a batch
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                estimator(impl, case).fit(x[:64], y[:64])
         for _ in range(rounds):
             for impl in IMPLS:
                 model = estimator(impl, case)
