@@ -73,6 +73,24 @@ def equivalence(out):
     return found
 
 
+def features(out):
+    """A schedule, held-out rows and early stopping: every rank decides as one process does."""
+    def options():
+        return dict(validation_split=0.25, schedule=fastbp.StepLR(1, gamma=0.5),
+                    early_stopping=fastbp.EarlyStopping(monitor="val_loss", patience=1, min_delta=0.05))
+    model, history, digests, _ = run("sgd", 30, **options())
+    every_rank = COMM.gather((history["epochs"], history["stop_reason"], history["lr"], digests))
+    if RANK == 0:
+        single, opt = model_and_optimizer()
+        x, y = data()
+        alone = single.fit(x, y, loss=fastbp.CrossEntropyLoss(), optimizer=opt, epochs=30, batch_size=16, rng=0,
+                           l2=1e-3, progress=False, **options())
+        return {"ranks_agree": all(r == every_rank[0] for r in every_rank),
+                "epochs": history["epochs"], "single_epochs": alone["epochs"],
+                "lr": history["lr"], "single_lr": alone["lr"],
+                "max_diff_single": float(np.max(np.abs(model.fused.params - single.fused.params)))}
+
+
 def non_finite(out):
     x, y = data()
     x[57, 2] = np.inf  # on one rank's shard only

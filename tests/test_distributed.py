@@ -44,6 +44,15 @@ def test_two_ranks_train_as_one_process_and_stay_identical(tmp_path):
         assert 0 < result["local_sgd_diff"] < 1.0
 
 
+def test_schedules_and_early_stopping_decide_alike_on_every_rank(tmp_path):
+    done, found = _mpiexec(tmp_path, "features")
+    assert done.returncode == 0, done.stderr
+    assert found["ranks_agree"]
+    assert found["epochs"] == found["single_epochs"] and len(found["epochs"]) < 30  # it stopped early
+    assert found["lr"] == found["single_lr"] and found["lr"][1] == found["lr"][0] / 2
+    assert found["max_diff_single"] < 1e-12
+
+
 def test_a_non_finite_loss_on_one_rank_stops_every_rank_at_the_same_step(tmp_path):
     done, found = _mpiexec(tmp_path, "non_finite")
     assert done.returncode == 0, done.stderr
