@@ -27,6 +27,7 @@ Six tables:
 asv (benchmarks/) measures the same things per commit; this is the quick look.
 """
 import argparse
+import json
 import math
 import os
 import statistics
@@ -256,8 +257,21 @@ def time_forward(batch, width, activation, budget_s=0.5):
 
 
 _FIRST_STEP = """
-import time
+import json, sys, time
 start = time.perf_counter()
+compiles = []
+if sys.argv[1:] == ["--compile-times"]:
+    # numba's compile events: each kernel's compile time, its callees' included
+    from numba.core import event
+
+    class Compiles(event.Listener):
+        def on_start(self, ev):
+            ev.data["dispatcher"]._fastbp_start = time.perf_counter()
+
+        def on_end(self, ev):
+            dispatcher = ev.data["dispatcher"]
+            compiles.append((time.perf_counter() - dispatcher._fastbp_start, dispatcher.py_func.__name__))
+    event.register("numba:compile", Compiles())
 import numpy as np
 import fastbp
 model = fastbp.Sequential(fastbp.Linear(2, 5, activation="sigmoid"),
@@ -266,23 +280,27 @@ optimizer = fastbp.SGD(model.parameters(), lr=0.1)
 x = np.zeros((8, 2), np.float32)
 y = np.zeros((8, 3), np.float32)
 model.train_step(x, y, fastbp.MSELoss(), optimizer)
+print(json.dumps(sorted(compiles, reverse=True)[:8]))
 print(time.perf_counter() - start)
 """
 
 
 def time_startup():
-    """(cold, warm) seconds from `import fastbp` to a first finished train step,
-    each in a fresh interpreter sharing one numba cache directory."""
+    """(cold, warm, compiles): seconds from `import fastbp` to a first finished
+    train step, each in a fresh interpreter sharing one numba cache
+    directory, and the cold run's longest kernel compiles as (seconds, name),
+    each including the kernels it calls."""
     with tempfile.TemporaryDirectory() as cache_dir:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
 
-        def once():
-            done = subprocess.run([sys.executable, "-c", _FIRST_STEP], env=env, check=True,
+        def once(*flags):
+            done = subprocess.run([sys.executable, "-c", _FIRST_STEP, *flags], env=env, check=True,
                                   capture_output=True, text=True)
-            return float(done.stdout.strip().splitlines()[-1])
-        cold = once()
-        warm = statistics.median(once() for _ in range(3))
-    return cold, warm
+            lines = done.stdout.strip().splitlines()
+            return float(lines[-1]), json.loads(lines[-2])
+        cold, compiles = once("--compile-times")
+        warm = statistics.median(once()[0] for _ in range(3))
+    return cold, warm, compiles
 
 
 def machine():
@@ -403,10 +421,12 @@ def main(argv=None):
         emit(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
         emit()
     if "startup" in only:
-        cold, warm = time_startup()
+        cold, warm, compiles = time_startup()
         emit("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
         emit(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
                                                   ["filled (warm)", f"{warm:.2f}"]]))
+        emit("\nThe cold run's longest compiles (seconds, each with the kernels it calls):\n")
+        emit(_table(["kernel", "seconds"], [[name, f"{seconds:.2f}"] for seconds, name in compiles]))
     if "sklearn" in only:
         from .bench_sklearn import IMPLS, SKLEARN_CASES, time_sklearn
 
