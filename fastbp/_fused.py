@@ -16,6 +16,7 @@ from .kernels import network
 from ._validation import as_float_array, check_batch
 from .layers import Dropout, Linear
 from .optim import SGD, Adam, AdamW
+from .threads import blas_threads_for
 
 FUSED_OPTIMIZERS = (SGD, Adam, AdamW)
 
@@ -101,6 +102,8 @@ class FusedNetwork:
         # output" no longer holds
         self.last_activation = linears[-1]._act if dropouts[-1] is None else -1
         self._per_row = int(network.workspace_per_row(self.table))
+        self.macs_per_row = sum(int(row[network.IN_FEATURES]) * int(row[network.OUT_FEATURES])
+                                for row in self.table)  # of a forward pass
         self.capacity = -1
         self._empty_labels = np.empty(0, np.int64)
         self._empty_weights = np.empty(0, np.float64)
@@ -272,6 +275,7 @@ class FusedEpochs:
         self._in_order = np.arange(self.n)
         self._rows = rows
         self._no_lrs = np.empty(0)
+        self._forward_macs = rows * network.macs_per_row
 
     def run(self, order, interrupt, lrs=None):
         """One epoch over the rows in `order` (None: as stored); returns the
@@ -281,11 +285,13 @@ class FusedEpochs:
         compiled call returns."""
         net, opt = self.network, self.optimizer
         state0, state1 = opt.flat_state
-        total, bad_batch = network.network_train_epoch(
-            net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels, self._weights,
-            self._in_order if order is None else order, self.batch_size, self._code, self._reduction, self.l2,
-            opt.kind, opt.hyper, opt.step_count + 1, self._no_lrs if lrs is None else lrs, self._x_batch,
-            self._target_batch, self._labels_batch, self._weights_batch, net._workspace(self._rows))
+        with blas_threads_for(self._forward_macs):
+            total, bad_batch = network.network_train_epoch(
+                net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels,
+                self._weights, self._in_order if order is None else order, self.batch_size, self._code,
+                self._reduction, self.l2,
+                opt.kind, opt.hyper, opt.step_count + 1, self._no_lrs if lrs is None else lrs, self._x_batch,
+                self._target_batch, self._labels_batch, self._weights_batch, net._workspace(self._rows))
         steps = -(-self.n // self.batch_size) if bad_batch < 0 else bad_batch
         opt.step_count += steps
         if lrs is not None and steps:

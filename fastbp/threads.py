@@ -18,6 +18,7 @@ Spreading fixed blocks over numba's threads, each on a one-thread BLAS, was
 tried: bit-identical, but while OpenBLAS's own idle threads spun, each
 parallel call stalled ~8 ms on 2 cores, so it is not used.
 """
+import contextlib
 import os
 
 import numba
@@ -27,6 +28,35 @@ from ._validation import check_positive_int
 
 _deterministic = False
 _blas_limiter = None  # restores the BLAS limits that deterministic mode replaced
+_controller = None  # blas_threads_for's, made once: making one rescans every loaded library (~1 ms)
+
+# Below this many multiply-adds in one forward pass over a batch (the batch
+# times the sum of in x out over the layers), `fit` trains on one BLAS thread
+# whatever set_num_threads says: there one thread was within ~6% of two on a
+# quiet machine in most cases (faster in several; 13-15% slower at widths
+# 512-1024 with batches of 1-8), while two lost up to 2-3x as soon as another
+# process was busy on a core. From 9e6 on (64-512-512-10 at batch
+# 32, 64-1024-1024-10 at batch 8) two threads were 9-25% faster, and from
+# ~2e7 on 20-45%. Chosen from `python benchmarks/blas_threads.py --docs
+# docs/performance.md` (64-w-w-10 nets, widths 16-1024, batches 1-4096, quiet
+# and beside a busy process; the table is in docs/performance.md). 0 turns
+# the rule off.
+ONE_BLAS_THREAD_BELOW_MACS = 8_000_000
+
+
+@contextlib.contextmanager
+def blas_threads_for(forward_macs):
+    """BLAS on one thread meanwhile when `forward_macs` is below
+    ONE_BLAS_THREAD_BELOW_MACS; the thread counts as they were afterwards.
+    The choice depends on the sizes alone, so results stay reproducible."""
+    global _controller
+    if forward_macs >= ONE_BLAS_THREAD_BELOW_MACS or _deterministic:
+        yield
+        return
+    if _controller is None:
+        _controller = _blas_controller()
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 def _blas_controller():

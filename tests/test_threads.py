@@ -75,3 +75,37 @@ def test_set_num_threads_refuses_bad_counts(bad):
 def test_set_num_threads_refuses_more_than_numbas_pool():
     with pytest.raises(ValueError, match="NUMBA_NUM_THREADS"):
         fastbp.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+
+
+def test_fit_trains_small_networks_on_one_blas_thread_and_restores_the_count(monkeypatch):
+    from fastbp.kernels import network as network_kernels
+
+    threads = numba.config.NUMBA_NUM_THREADS
+    fastbp.set_num_threads(threads)
+    seen = []
+    real_epoch = network_kernels.network_train_epoch
+
+    def recording_epoch(*args):
+        seen.append(fastbp.get_num_threads()["blas"])
+        return real_epoch(*args)
+    monkeypatch.setattr(network_kernels, "network_train_epoch", recording_epoch)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 32)).astype(np.float32)
+    labels = rng.integers(0, 4, 64)
+
+    def fit():
+        model = fastbp.Sequential(fastbp.Linear(32, 64, activation="relu", rng=0), fastbp.Linear(64, 4, rng=1))
+        model.fit(x, labels, loss=fastbp.CrossEntropyLoss(), optimizer=fastbp.SGD(model.parameters(), lr=0.1),
+                  epochs=2, batch_size=16, rng=0, progress=False)
+        return model.fused.params.copy()
+    small = fit()  # 16 * (32 * 64 + 64 * 4) multiply-adds a forward: below the threshold
+    assert len(seen) == 2 and all(set(counts) == {1} for counts in seen)
+    assert set(fastbp.get_num_threads()["blas"]) == {threads}
+    seen.clear()
+    monkeypatch.setattr(fastbp.threads, "ONE_BLAS_THREAD_BELOW_MACS", 1000)
+    large = fit()
+    assert len(seen) == 2 and all(set(counts) == {threads} for counts in seen)
+    # the rule depends on the sizes only, so a fit's bits do too
+    monkeypatch.setattr(fastbp.threads, "ONE_BLAS_THREAD_BELOW_MACS", 8_000_000)
+    np.testing.assert_array_equal(fit(), small)
+    assert large.shape == small.shape

@@ -1,0 +1,88 @@
+"""Where two BLAS threads start to pay in `fit`: whole epochs of 64-w-w-10
+(ReLU, softmax cross-entropy, SGD with momentum) for widths 16-1024 and
+batches 1-4096, with one and with two OpenBLAS threads, side by side, and
+the same with a second process busy on one core.
+
+    python benchmarks/blas_threads.py [--docs docs/performance.md]
+
+fastbp/threads.py ONE_BLAS_THREAD_BELOW_MACS is chosen from this table: the
+multiply-adds of one forward pass (batch x sum of in x out over the layers)
+below which one thread is as fast as two on a quiet machine, or nearly; two
+threads lose 2-3x as soon as another process wants a core, one does not.
+"""
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+import fastbp
+import fastbp.threads
+from fastbp.cli.bench import machine, write_section
+from fastbp.cli.timing import build, side_by_side
+from fastbp.threads import _blas_controller
+
+WIDTHS = (16, 64, 128, 256, 512, 1024)
+BATCHES = (1, 8, 32, 256, 1024, 4096)
+STEPS = 4
+
+
+def epoch(widths, batch):
+    rng = np.random.default_rng(0)
+    n = STEPS * batch
+    x = rng.standard_normal((n, widths[0])).astype(np.float32)
+    labels = rng.integers(0, widths[-1], n)
+    model = build(widths, ["relu"] * (len(widths) - 2) + ["identity"])
+    opt = fastbp.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    loss = fastbp.CrossEntropyLoss()
+    return lambda: model.fit(x, labels, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=0,
+                             progress=False)
+
+
+def forward_macs(widths, batch):
+    return batch * sum(a * b for a, b in zip(widths, widths[1:]))
+
+
+def table(budget_s=0.15):
+    controller = _blas_controller()
+    rows = []
+    for width in WIDTHS:
+        for batch in BATCHES:
+            widths = (64, width, width, 10)
+            run = epoch(widths, batch)
+
+            def with_threads(n):
+                def timed():
+                    with controller.limit(limits=n, user_api="blas"):
+                        run()
+                return timed
+            r = side_by_side({1: with_threads(1), 2: with_threads(2)}, budget_s)
+            rows.append((widths, batch, forward_macs(widths, batch), r[1] / STEPS, r[2] / STEPS))
+    return rows
+
+
+def main():
+    fastbp.set_num_threads(2)
+    fastbp.threads.ONE_BLAS_THREAD_BELOW_MACS = 0  # the threads this table sets, not fit's rule
+    quiet = table()
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    time.sleep(0.5)
+    try:
+        loaded = table()
+    finally:
+        busy.kill()
+    lines = [f"fit, us per step ({STEPS} steps an epoch), one and two OpenBLAS threads, then the same beside a "
+             f"process busy on one core; {machine()}:", "",
+             "| network | batch | forward MACs | 1 thread | 2 threads | 2 / 1 | busy: 1 thread | busy: 2 threads |",
+             "|---|---|---|---|---|---|---|---|"]
+    for (widths, batch, macs, one, two), (_, _, _, busy_one, busy_two) in zip(quiet, loaded):
+        lines.append(f"| {'-'.join(map(str, widths))} | {batch} | {macs:.3g} | {one:.1f} | {two:.1f} | "
+                     f"{two / one:.2f} | {busy_one:.1f} | {busy_two:.1f} |")
+    print("\n".join(lines))
+    if sys.argv[1:2] == ["--docs"]:
+        write_section(sys.argv[2], "\n".join(lines), "--docs", "<!-- blas-threads:start -->",
+                      "<!-- blas-threads:end -->")
+
+
+if __name__ == "__main__":
+    main()
