@@ -42,9 +42,14 @@ from sklearn.neural_network._base import ACTIVATIONS as _OUTPUT_ACTIVATIONS
 from sklearn.neural_network._stochastic_optimizers import AdamOptimizer, SGDOptimizer
 from sklearn.utils import shuffle
 from sklearn.utils._param_validation import Options, StrOptions
-from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
 from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import validate_data
+
+try:  # scikit-learn's way of passing iprint to whichever scipy is installed
+    from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+except ImportError:  # older scikit-learn: the option as scipy took it then
+    def _get_additional_lbfgs_options_dict(key, value):
+        return {key: value}
 
 from . import kernels
 from .layers import Linear

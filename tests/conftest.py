@@ -98,3 +98,46 @@ def train_medium(seed=0):
                                                                                 momentum=0.9),
               epochs=2, batch_size=128, rng=seed, progress=False)
     return np.concatenate([p.value.ravel() for p in model.parameters()])
+
+
+# The bounds-checked rerun of the kernel tests (tests/test_install.py) spends
+# minutes compiling every kernel again, one core's work: started as soon as
+# the tests are collected, it runs beside the rest of the suite, and its test
+# goes last to collect the result.
+BOUNDSCHECK_TEST = "test_kernels_stay_in_bounds_under_numba_boundscheck"
+BOUNDSCHECK_MODULES = ["tests/test_dense.py", "tests/test_activations.py", "tests/test_losses.py",
+                       "tests/test_optim.py", "tests/test_fused.py", "tests/test_conv.py", "tests/test_model.py",
+                       "tests/test_seeds.py"]
+
+
+def pytest_collection_modifyitems(session, config, items):
+    checked = [item for item in items if item.name == BOUNDSCHECK_TEST]
+    if not checked:
+        return
+    items[:] = [item for item in items if item.name != BOUNDSCHECK_TEST] + checked
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="fastbp-boundscheck-")
+    env = dict(os.environ, NUMBA_BOUNDSCHECK="1", NUMBA_CACHE_DIR=os.path.join(folder, "cache"))
+    out = open(os.path.join(folder, "out.txt"), "w+")
+    process = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                *BOUNDSCHECK_MODULES], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                               text=True)
+    config.stash[BOUNDSCHECK_KEY] = (process, out, env, folder)
+
+
+def pytest_unconfigure(config):
+    # a session that ended before the test collected it (-x, Ctrl-C): no orphan left running
+    started = config.stash.get(BOUNDSCHECK_KEY, None)
+    if started is not None:
+        process, out, _, folder = started
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        out.close()
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+BOUNDSCHECK_KEY = pytest.StashKey()
