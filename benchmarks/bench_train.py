@@ -149,16 +149,11 @@ class TabularEpoch:
     param_names = ["impl", "network"]
 
     def setup(self, impl, name):
-        from fastbp.cli.baselines import jax_epoch
-
-        from fastbp.cli.bench import EPOCH_CASES
+        from fastbp.cli.baselines import jax_epoch, torch_epoch
+        from fastbp.cli.bench import EPOCH_CASES, epoch_data
 
         widths, batch = next((w, b) for n, w, b in EPOCH_CASES if n == name)
-        rng = np.random.default_rng(2)
-        n = 16 * batch
-        x = rng.standard_normal((n, widths[0])).astype(np.float32)
-        labels = rng.integers(0, widths[-1], n)
-        acts = ["relu"] * (len(widths) - 2) + ["identity"]
+        x, labels, acts = epoch_data(widths, batch)
         model = build(widths, acts)
         if impl == "fastbp":
             opt = fastbp.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -169,20 +164,14 @@ class TabularEpoch:
             import jax.numpy as jnp
 
             run = jax_epoch(model, 0.01, 0.9, batch)
-            jx, jl, order = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(rng.permutation(n))
+            jx, jl = jnp.asarray(x), jnp.asarray(labels)
+            order = jnp.asarray(np.random.default_rng(3).permutation(len(x)))
             self.epoch = lambda: run(jx, jl, order)
         else:
             torch = torch_threads()
-            net = model.to_torch()
-            opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+            run = torch_epoch(model, 0.01, 0.9, batch)
             tx, tl = torch.from_numpy(x), torch.from_numpy(labels)
-
-            def epoch():
-                for i in torch.randperm(n).split(batch):
-                    opt.zero_grad()
-                    torch.nn.functional.cross_entropy(net(tx[i]), tl[i]).backward()
-                    opt.step()
-            self.epoch = epoch
+            self.epoch = lambda: run(tx, tl)
         self.epoch()  # compiled (numba, XLA) outside the timing
 
     def time_epoch(self, impl, name):

@@ -131,3 +131,20 @@ def jax_epoch(model, lr, momentum, batch_size):
         state["params"], state["velocity"], loss = run(state["params"], state["velocity"], x, labels, order)
         return float(loss)  # waits for the result
     return epoch
+
+
+def torch_epoch(model, lr, momentum, batch_size):
+    """epoch(x, labels): torch eager over a copy of `model` (`to_torch`),
+    reshuffled each call, softmax cross-entropy and torch.optim.SGD with
+    momentum: jax_epoch's training, the way a torch user writes it."""
+    import torch
+
+    net = model.to_torch()
+    optimizer = torch.optim.SGD(net.parameters(), lr=lr, momentum=momentum)
+
+    def epoch(x, labels):
+        for rows in torch.randperm(x.shape[0]).split(batch_size):
+            optimizer.zero_grad()
+            torch.nn.functional.cross_entropy(net(x[rows]), labels[rows]).backward()
+            optimizer.step()
+    return epoch

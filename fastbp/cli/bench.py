@@ -187,21 +187,27 @@ def time_optimizers(widths, activations, batch, budget_s=1.0):
     return results
 
 
+def epoch_data(widths, batch, steps=16):
+    """(x, labels, activations) for the epochs table: `steps` batches of
+    random float32 rows and class labels, ReLU hidden layers."""
+    rng = np.random.default_rng(2)
+    n = steps * batch
+    x = rng.standard_normal((n, widths[0])).astype(np.float32)
+    return x, rng.integers(0, widths[-1], n), ["relu"] * (len(widths) - 2) + ["identity"]
+
+
 def time_epochs(widths, batch, budget_s=1.0, steps=16):
     """{implementation: median us per step of a whole epoch}: fit (softmax
     cross-entropy, SGD with momentum 0.9) with the BLAS threads fastbp has and
     with one, a jitted JAX epoch, torch eager; ReLU hidden layers, float32."""
+    import jax.numpy as jnp
     import torch
 
     from .. import SGD, CrossEntropyLoss
     from ..threads import get_num_threads, set_num_threads
-    from .baselines import jax_epoch
+    from .baselines import jax_epoch, torch_epoch
 
-    rng = np.random.default_rng(2)
-    n = steps * batch
-    x = rng.standard_normal((n, widths[0])).astype(np.float32)
-    labels = rng.integers(0, widths[-1], n)
-    acts = ["relu"] * (len(widths) - 2) + ["identity"]
+    x, labels, acts = epoch_data(widths, batch, steps)
     lr, momentum, loss = 0.01, 0.9, CrossEntropyLoss()
     model = build(widths, acts)
     opt = SGD(model.parameters(), lr=lr, momentum=momentum)
@@ -209,20 +215,13 @@ def time_epochs(widths, batch, budget_s=1.0, steps=16):
     def fastbp_epoch():
         model.fit(x, labels, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=0, progress=False)
 
-    import jax.numpy as jnp
-
     jax_run = jax_epoch(build(widths, acts), lr, momentum, batch)
-    jx, jlabels, jorder = jnp.asarray(x), jnp.asarray(labels), jnp.asarray(rng.permutation(n))
-    tnet = build(widths, acts).to_torch()
-    topt = torch.optim.SGD(tnet.parameters(), lr=lr, momentum=momentum)
+    jx, jlabels = jnp.asarray(x), jnp.asarray(labels)
+    jorder = jnp.asarray(np.random.default_rng(3).permutation(len(x)))
+    torch_run = torch_epoch(build(widths, acts), lr, momentum, batch)
     tx, tlabels = torch.from_numpy(x), torch.from_numpy(labels)
-
-    def torch_epoch():
-        for i in torch.randperm(n).split(batch):
-            topt.zero_grad()
-            torch.nn.functional.cross_entropy(tnet(tx[i]), tlabels[i]).backward()
-            topt.step()
-    per_step = {"fastbp": fastbp_epoch, "jax": lambda: jax_run(jx, jlabels, jorder), "torch": torch_epoch}
+    per_step = {"fastbp": fastbp_epoch, "jax": lambda: jax_run(jx, jlabels, jorder),
+                "torch": lambda: torch_run(tx, tlabels)}
     results = {k: v / steps for k, v in side_by_side(per_step, budget_s).items()}
     threads = get_num_threads()
     set_num_threads(1)
