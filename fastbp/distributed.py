@@ -47,7 +47,6 @@ import numpy as np
 
 from . import training
 from .kernels import network as network_kernels
-from .losses import Loss
 
 # an exception every rank raises at the same point (the loss is reduced
 # before anyone acts on it), so it needs no abort
@@ -133,8 +132,6 @@ class DataParallel:
             elif not isinstance(rng, (int, np.integer)) or isinstance(rng, bool):
                 raise TypeError(f"rng must be an int seed (the same on every rank) or None, got "
                                 f"{type(rng).__name__}")
-            if not isinstance(loss, Loss):
-                raise TypeError(f"loss must be a fastbp loss, got {type(loss).__name__}")
             rows = np.asarray(x).shape[0] if np.ndim(x) else 0
             global_batch = (-(-rows // self.shards) if batch_size is None else batch_size) * self.shards
             user_callback = callback
@@ -196,6 +193,13 @@ class _ParallelEpochs:
         self.n = x.shape[0]
         self.batch_size = min(global_batch, self.n)
         self._mean = loss._reduction == network_kernels.MEAN
+        # what FusedEpochs gives the compiled step: x and y were checked once
+        # by fit, so each step's shard goes to the kernel unchecked
+        labels = loss.reads_labels(y)
+        net = self.network
+        self._code = loss.fused_code(labels, net.last_activation)
+        self._labels = labels
+        self._work = net._workspace(-(-self.batch_size // parallel.shards))
         self._loss_buffer = np.zeros(1)
         self._no_weights = np.empty(0, np.float64)
         size = parallel.size
@@ -221,8 +225,12 @@ class _ParallelEpochs:
         if len(shard_rows) == 0:
             grads[...] = 0
             return 0.0
-        weights = None if self.weights is None else self.weights[shard_rows]
-        value = net.forward_backward(self.x[shard_rows], self.y[shard_rows], self.loss, 0.0, weights)
+        y = self.y[shard_rows]
+        value = network_kernels.network_forward_backward(
+            net.table, net.params, net.grads, self.x[shard_rows], net._empty_target if self._labels else y,
+            y if self._labels else net._empty_labels,
+            net._empty_weights if self.weights is None else self.weights[shard_rows], self._code,
+            self.loss._reduction, 0.0, self._work)
         share = self._share(rows, shard_rows)
         if grads is not net.grads:
             grads[...] = net.grads

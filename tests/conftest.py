@@ -110,7 +110,7 @@ BOUNDSCHECK_MODULES = ["tests/test_dense.py", "tests/test_activations.py", "test
                        "tests/test_seeds.py"]
 
 
-def pytest_collection_modifyitems(session, config, items):
+def pytest_collection_modifyitems(config, items):
     checked = [item for item in items if item.name == BOUNDSCHECK_TEST]
     if not checked:
         return
@@ -127,7 +127,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 def pytest_unconfigure(config):
-    # a session that ended before the test collected it (-x, Ctrl-C): no orphan left running
+    # a test run that ended before the test collected it (-x, Ctrl-C): no orphan left running
     started = config.stash.get(BOUNDSCHECK_KEY, None)
     if started is not None:
         process, out, _, folder = started
