@@ -34,19 +34,29 @@ weights, validation (on every rank, so early stopping decides alike
 everywhere), callbacks. `checkpoint=path` writes the model, the optimizer
 and the epoch after every epoch from rank 0 only, atomically, then waits at a
 barrier; `fastbp.load_training(path)` and `fit(..., initial_epoch=...)`
-resume with the same or another number of ranks. An exception on one rank
-that the others cannot know of aborts the whole job (MPI_Abort) after
-printing it, so no rank waits forever in a collective; a killed rank ends the
-job through mpiexec.
+resume with the same or another number of ranks.
+
+No rank waits forever: an exception on one rank that the others cannot know
+of aborts the whole job (MPI_Abort) after printing it; a killed rank ends the
+job through mpiexec; and a rank that waits longer than `timeout` seconds in
+one collective (another rank hung, deadlocked or stopped) aborts the job
+with a message naming the collective, as torch.distributed's timeout does
+(and with its default, 30 minutes).
 """
+import os
 import sys
+import threading
 import time
 import traceback
+import weakref
 
 import numpy as np
 
 from . import training
 from .kernels import network as network_kernels
+
+# seconds in one collective before a rank aborts the job: torch.distributed's default
+DEFAULT_TIMEOUT = 1800.0
 
 # an exception every rank raises at the same point (the loss is reduced
 # before anyone acts on it), so it needs no abort
@@ -78,9 +88,12 @@ class DataParallel:
         shards=N reproduces N ranks bit for bit).
     local_sgd : None, or k: train each rank alone and average the parameters
         every k steps and after every epoch.
+    timeout : seconds a rank may wait in one collective before it aborts the
+        job (a hung or stopped rank never reaches it); None waits forever.
     """
 
-    def __init__(self, model, optimizer, comm=None, *, deterministic=False, shards=None, local_sgd=None):
+    def __init__(self, model, optimizer, comm=None, *, deterministic=False, shards=None, local_sgd=None,
+                 timeout=DEFAULT_TIMEOUT):
         MPI = _mpi()
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -104,9 +117,16 @@ class DataParallel:
                                       or local_sgd < 1):
             raise ValueError(f"local_sgd must be None or a positive int (steps between averages), got "
                              f"{local_sgd!r}")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
+                                    or not timeout > 0 or not np.isfinite(timeout)):
+            raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
         self.model, self.optimizer, self.fused = model, optimizer, fused
         self.deterministic, self.shards, self.local_sgd = bool(deterministic), int(shards), local_sgd
+        self.timeout = None if timeout is None else float(timeout)
         self.communication_seconds = 0.0
+        self._waiting = None  # (the collective, time.monotonic() when it began) while in one
+        if self.size > 1 and self.timeout is not None:
+            _start_watchdog(self)
         self.broadcast()
 
     def broadcast(self, root=0):
@@ -115,9 +135,9 @@ class DataParallel:
         opt = self.optimizer
         for buffer in (self.fused.params, self.fused.table, *opt.flat_state):
             if buffer.size:
-                self.comm.Bcast(buffer, root=root)
-        opt.step_count = self.comm.bcast(opt.step_count, root=root)
-        opt.hyper[...] = self.comm.bcast(opt.hyper, root=root)
+                self._collective("Bcast", self.comm.Bcast, buffer, root=root)
+        opt.step_count = self._collective("bcast", self.comm.bcast, opt.step_count, root=root)
+        opt.hyper[...] = self._collective("bcast", self.comm.bcast, opt.hyper, root=root)
 
     def fit(self, x, y, *, loss, epochs=1, batch_size=None, rng=None, checkpoint=None, callback=None, **fit_kwargs):
         """`Sequential.fit` (every keyword of it but optimizer and fused),
@@ -128,7 +148,8 @@ class DataParallel:
         every rank."""
         try:
             if rng is None:
-                rng = self.comm.bcast(int(np.random.default_rng().integers(2 ** 62)) if self.rank == 0 else None)
+                rng = self._collective("bcast", self.comm.bcast,
+                                       int(np.random.default_rng().integers(2 ** 62)) if self.rank == 0 else None)
             elif not isinstance(rng, (int, np.integer)) or isinstance(rng, bool):
                 raise TypeError(f"rng must be an int seed (the same on every rank) or None, got "
                                 f"{type(rng).__name__}")
@@ -160,7 +181,7 @@ class DataParallel:
         atomically (fastbp.save); every rank returns after it is written."""
         if self.rank == 0:
             self.model.save(path, optimizer=self.optimizer, schedule=schedule, epoch=epoch)
-        self.comm.Barrier()
+        self._collective("Barrier", self.comm.Barrier)
 
     def _abort(self, exc):
         if self.size > 1 and not isinstance(exc, KeyboardInterrupt):
@@ -170,16 +191,50 @@ class DataParallel:
             sys.stderr.flush()
             self.comm.Abort(1)
 
+    def _collective(self, name, call, *args, **kwargs):
+        """call(*args, **kwargs), a collective named `name`, timed into
+        communication_seconds and watched against `timeout`."""
+        start = time.perf_counter()
+        self._waiting = (name, time.monotonic())
+        try:
+            return call(*args, **kwargs)
+        finally:
+            self._waiting = None
+            self.communication_seconds += time.perf_counter() - start
+
     def _allreduce(self, buffer):
         MPI = _mpi()
-        start = time.perf_counter()
-        self.comm.Allreduce(MPI.IN_PLACE, buffer, op=MPI.SUM)
-        self.communication_seconds += time.perf_counter() - start
+        self._collective("Allreduce", self.comm.Allreduce, MPI.IN_PLACE, buffer, op=MPI.SUM)
 
     def _allgather(self, send, receive):
-        start = time.perf_counter()
-        self.comm.Allgather(send, receive)
-        self.communication_seconds += time.perf_counter() - start
+        self._collective("Allgather", self.comm.Allgather, send, receive)
+
+
+def _start_watchdog(parallel):
+    """A daemon thread that aborts the job when `parallel` has waited longer
+    than its timeout in one collective; it ends with `parallel`. mpi4py
+    releases the GIL inside MPI calls, so it runs while the main thread waits."""
+    ref, timeout = weakref.ref(parallel), parallel.timeout
+    poll = min(1.0, timeout / 10)
+
+    def watch():
+        while True:
+            time.sleep(poll)
+            parallel = ref()
+            if parallel is None:
+                return
+            waiting = parallel._waiting
+            if waiting is not None and time.monotonic() - waiting[1] > timeout:
+                name, rank, size, comm = waiting[0], parallel.rank, parallel.size, parallel.comm
+                print(f"fastbp.distributed: rank {rank} of {size} waited more than {timeout:g} s in {name} "
+                      f"(another rank hung, stopped or died); aborting every rank", file=sys.stderr)
+                sys.stderr.flush()
+                if _mpi().Query_thread() == _mpi().THREAD_MULTIPLE:
+                    comm.Abort(1)
+                os._exit(1)  # without MPI_THREAD_MULTIPLE: mpiexec ends the other ranks
+            del parallel
+
+    threading.Thread(target=watch, name="fastbp-collective-watchdog", daemon=True).start()
 
 
 class _ParallelEpochs:
@@ -226,7 +281,7 @@ class _ParallelEpochs:
             grads[...] = 0
             return 0.0
         y = self.y[shard_rows]
-        value = network_kernels.network_forward_backward(
+        value = net.kernels.forward_backward(
             net.table, net.params, net.grads, self.x[shard_rows], net._empty_target if self._labels else y,
             y if self._labels else net._empty_labels,
             net._empty_weights if self.weights is None else self.weights[shard_rows], self._code,
@@ -309,5 +364,6 @@ class _ParallelEpochs:
             # the ranks leave every epoch identical: parameters and optimizer
             # state averaged, the step count of the rank that took the most
             self._average([self.network.params, *self.optimizer.flat_state])
-            self.optimizer.step_count = parallel.comm.allreduce(self.optimizer.step_count, op=_mpi().MAX)
+            self.optimizer.step_count = parallel._collective("allreduce", parallel.comm.allreduce,
+                                                             self.optimizer.step_count, op=_mpi().MAX)
         return total, -1

@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import sys
+import time
 
 import numpy as np
 from mpi4py import MPI
@@ -129,6 +130,18 @@ def dies(out):
     x, y = data()
     DataParallel(model, opt).fit(x, y, loss=fastbp.CrossEntropyLoss(), epochs=50, batch_size=4, rng=0,
                                  callback=callback)
+    return {"finished": True}
+
+
+def hangs(out):
+    def callback(epoch, history):
+        if RANK == 1 and epoch == 1:
+            print("rank 1 stops answering", file=sys.stderr, flush=True)
+            time.sleep(600)
+    model, opt = model_and_optimizer()
+    x, y = data()
+    DataParallel(model, opt, timeout=float(sys.argv[3])).fit(x, y, loss=fastbp.CrossEntropyLoss(), epochs=50,
+                                                            batch_size=4, rng=0, callback=callback)
     return {"finished": True}
 
 

@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,16 @@ def test_a_rank_that_dies_or_raises_ends_the_job(tmp_path, how):
         assert "BAD TERMINATION" in done.stdout + done.stderr
 
 
+def test_a_rank_that_stops_answering_ends_the_job_after_the_timeout(tmp_path):
+    start = time.monotonic()
+    done, found = _mpiexec(tmp_path, "hangs", "10", timeout=200)  # rank 1 sleeps 600 s
+    assert done.returncode != 0 and found is None
+    assert time.monotonic() - start < 150
+    assert "rank 1 stops answering" in done.stderr
+    assert "rank 0 of 2 waited more than 10 s in Allreduce" in done.stderr
+    assert "aborting every rank" in done.stderr
+
+
 def test_data_parallel_refuses_what_it_cannot_train():
     model = fastbp.Sequential(fastbp.Linear(3, 4, rng=0), fastbp.ReLU(), fastbp.Linear(4, 2, rng=1))
     opt = fastbp.SGD(model.parameters(), lr=0.1)
@@ -91,6 +102,9 @@ def test_data_parallel_refuses_what_it_cannot_train():
         DataParallel(fused, opt, MPI.COMM_SELF, shards=2)
     with pytest.raises(ValueError, match="local_sgd must be"):
         DataParallel(fused, opt, MPI.COMM_SELF, local_sgd=0)
+    for timeout in (0, -1.0, float("nan"), float("inf"), "60", True):
+        with pytest.raises(ValueError, match="timeout must be None or a positive number of seconds"):
+            DataParallel(fused, opt, MPI.COMM_SELF, timeout=timeout)
     trainer = DataParallel(fused, opt, MPI.COMM_SELF)
     with pytest.raises(TypeError, match="rng must be an int seed"):
         trainer.fit(np.zeros((4, 3)), np.zeros((4, 2)), loss=fastbp.MSELoss(), rng=np.random.default_rng(0))
