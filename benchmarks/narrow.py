@@ -1,5 +1,5 @@
 """Times kernels/network.py's batch-major and batch-inner (narrow) training
-steps side by side, to choose NARROW_MIN_BATCH. Each step is timed inside one
+steps side by side, to choose the narrow networks' layout (kernels/network.py is_narrow). Each step is timed inside one
 compiled loop, so no Python dispatch is counted.
 Run: python benchmarks/narrow.py"""
 import numpy as np

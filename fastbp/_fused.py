@@ -101,6 +101,7 @@ class FusedNetwork:
         # a dropout after the last layer scales its output: BCELoss's "sigmoid
         # output" no longer holds
         self.last_activation = linears[-1]._act if dropouts[-1] is None else -1
+        self.kernels = network.entry_points(self.table)  # this network's layout's compiled calls
         self._per_row = int(network.workspace_per_row(self.table))
         self.macs_per_row = sum(int(row[network.IN_FEATURES]) * int(row[network.OUT_FEATURES])
                                 for row in self.table)  # of a forward pass
@@ -209,12 +210,12 @@ class FusedNetwork:
                 self._empty_labels if labels is None else labels,
                 self._empty_weights if weights is None else weights, code, loss._reduction, float(l2),
                 optimizer.kind, optimizer.hyper, optimizer.step_count + 1, work)
-        value = network.network_train_step(*args)
+        value = self.kernels.train_step(*args)
         if math.isfinite(value):
             optimizer.step_count += 1
         if ready and target is not None and weights is None:
             # the arguments the fast branch checks for have exactly these types
-            self._step_entry = _entry_point(network.network_train_step, args)
+            self._step_entry = _entry_point(self.kernels.train_step, args)
             if self._step_entry is not None:
                 self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
         return value
@@ -228,7 +229,7 @@ class FusedNetwork:
             raise ValueError(f"{type(loss).__name__} is not computed by the fused step here")
         x, target, labels, weights = check_batch(x, y, labels, self.dtype, self.n_in, self.n_out, weights)
         work = self._workspace(x.shape[0])
-        return network.network_forward_backward(
+        return self.kernels.forward_backward(
             self.table, self.params, self.grads, x, self._empty_target if target is None else target,
             self._empty_labels if labels is None else labels,
             self._empty_weights if weights is None else weights, code, loss._reduction, float(l2), work)
@@ -255,7 +256,7 @@ class FusedNetwork:
 
 class FusedEpochs:
     """Epochs of the fused path over one data set: each is one compiled call
-    (kernels/network.py network_train_epoch) that gathers every batch into
+    (kernels/network.py network_train_epoch, or its narrow twin) that gathers every batch into
     buffers allocated here, once."""
 
     def __init__(self, network, x, y, loss, optimizer, batch_size, l2, weights):
@@ -286,7 +287,7 @@ class FusedEpochs:
         net, opt = self.network, self.optimizer
         state0, state1 = opt.flat_state
         with blas_threads_for(self._forward_macs):
-            total, bad_batch = network.network_train_epoch(
+            total, bad_batch = net.kernels.train_epoch(
                 net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels,
                 self._weights, self._in_order if order is None else order, self.batch_size, self._code,
                 self._reduction, self.l2,

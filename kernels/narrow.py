@@ -16,9 +16,9 @@ accumulators, which LLVM left scalar. The split is fixed at compile time, so
 the result never depends on the thread count.
 """
 from ._jit import inline, jit, jit_sum, ravel
-from .activations import IDENTITY, RELU, SIGMOID, TANH, activate, activate_in_place, delta_bias_grad
+from .activations import RELU, SIGMOID, TANH, activate_in_place, delta_bias_grad
 
-NARROW_MAX_WIDTH = 8  # chosen in kernels/network.py, with NARROW_MIN_BATCH
+NARROW_MAX_WIDTH = 8  # chosen in kernels/network.py (is_narrow)
 
 
 # a (n,), b (n,) -> sum of a * b, in vector lanes (see jit_sum)
@@ -73,61 +73,62 @@ def to_batch_inner(src, dst):
 
 
 @inline
-def _narrow_forward(in_t, weights, bias, n_in, act, out_t):
+def _narrow_forward(in_t, weights, bias, n_in, relu, out_t):
     # With n_in a constant the k loop unrolls: each output row is one
     # vectorised pass over the batch, its n_in input rows read together.
+    # ReLU (`relu`, the same for every element) is a select in the pass that
+    # writes z: in place afterwards it would be masked stores, microcoded and
+    # slow on AMD Zen.
     batch = in_t.shape[1]
     has_bias = bias.shape[0] != 0
+    zero = out_t.dtype.type(0)
     for j in range(weights.shape[1]):
-        b = bias[j] if has_bias else out_t.dtype.type(0)
+        b = bias[j] if has_bias else zero
         row = out_t[j]
         for i in range(batch):
             z = b
             for k in range(n_in):  # k in order, as the direct loops of kernels/dense.py
                 z += weights[k, j] * in_t[k, i]
-            row[i] = activate(z, act)
-
-
-@inline
-def _narrow_forward_act(in_t, weights, bias, n_in, act, out_t):
-    # Sigmoid and tanh as a second pass over the whole (O, B) output, in
-    # place: one long loop, where a pass per row of B left a scalar tail per
-    # row and held more registers. Same bits: z is stored in out's dtype
-    # either way. ReLU stays in the pass (in place it would be masked
-    # stores, microcoded and slow on AMD Zen).
-    if act == RELU:
-        _narrow_forward(in_t, weights, bias, n_in, RELU, out_t)
-        return
-    _narrow_forward(in_t, weights, bias, n_in, IDENTITY, out_t)
-    if act == SIGMOID:
-        activate_in_place(ravel(out_t), SIGMOID)
-    elif act == TANH:
-        activate_in_place(ravel(out_t), TANH)
+            if relu and z < zero:  # False for NaN, which propagates as in torch
+                z = zero
+            row[i] = z
 
 
 # in_t (I, B), weights (I, O), bias (O,) or (0,), act -> out_t (O, B)
 @jit
 def narrow_forward(in_t, weights, bias, act, out_t):
-    # a constant width per branch (see _narrow_forward)
+    # A constant width per branch (see _narrow_forward): nine copies of a
+    # loop with no activation code in it. With the activation inlined per
+    # width as well, this was a cold start's longest compile, by far
+    # (`python -m fastbp bench --only startup` lists each kernel's).
+    relu = act == RELU
     n_in = in_t.shape[0]
     if n_in == 1:
-        _narrow_forward_act(in_t, weights, bias, 1, act, out_t)
+        _narrow_forward(in_t, weights, bias, 1, relu, out_t)
     elif n_in == 2:
-        _narrow_forward_act(in_t, weights, bias, 2, act, out_t)
+        _narrow_forward(in_t, weights, bias, 2, relu, out_t)
     elif n_in == 3:
-        _narrow_forward_act(in_t, weights, bias, 3, act, out_t)
+        _narrow_forward(in_t, weights, bias, 3, relu, out_t)
     elif n_in == 4:
-        _narrow_forward_act(in_t, weights, bias, 4, act, out_t)
+        _narrow_forward(in_t, weights, bias, 4, relu, out_t)
     elif n_in == 5:
-        _narrow_forward_act(in_t, weights, bias, 5, act, out_t)
+        _narrow_forward(in_t, weights, bias, 5, relu, out_t)
     elif n_in == 6:
-        _narrow_forward_act(in_t, weights, bias, 6, act, out_t)
+        _narrow_forward(in_t, weights, bias, 6, relu, out_t)
     elif n_in == 7:
-        _narrow_forward_act(in_t, weights, bias, 7, act, out_t)
+        _narrow_forward(in_t, weights, bias, 7, relu, out_t)
     elif n_in == 8:
-        _narrow_forward_act(in_t, weights, bias, 8, act, out_t)
+        _narrow_forward(in_t, weights, bias, 8, relu, out_t)
     else:
-        _narrow_forward_act(in_t, weights, bias, n_in, act, out_t)
+        _narrow_forward(in_t, weights, bias, n_in, relu, out_t)
+    # Sigmoid and tanh as a second pass over the whole (O, B) output, in
+    # place: one long loop, where a pass per row of B left a scalar tail per
+    # row and held more registers. Same bits: z is stored in out's dtype
+    # either way.
+    if act == SIGMOID:
+        activate_in_place(ravel(out_t), SIGMOID)
+    elif act == TANH:
+        activate_in_place(ravel(out_t), TANH)
 
 
 # in_t (I, B), weights (I, O), out_t (O, B), grad_t (O, B), act

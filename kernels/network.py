@@ -32,9 +32,11 @@ carved by split_workspace into
 and then (dropped_workspace) the dropped-out outputs of the layers with a
 dropout, B * their out_features each: the next layer's input.
 """
+from typing import NamedTuple
+
 import numpy as np
 
-from ._jit import jit, ravel, view2d
+from ._jit import inline, jit, ravel, view2d
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_batch_inner, dropout_forward
 from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
@@ -235,26 +237,23 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, g
     return value
 
 
-# The batch-inner path (kernels/narrow.py) from this batch size on, for
-# networks no wider than NARROW_MAX_WIDTH (8). Measured with
+# The batch-inner path (kernels/narrow.py) is the layout of every network no
+# wider than NARROW_MAX_WIDTH (8), at every batch size: a property of the
+# network, so that a network compiles one path only and its results never
+# depend on which batch sizes it met before. Measured with
 # `python benchmarks/narrow.py` (float32, us per step, batch-major vs batch-inner):
 #   2-4-1      b1 0.58 vs 0.52   b2 0.65 vs 0.54   b4 0.77 vs 0.55   b8 1.03 vs 0.56   b210 5.76 vs 1.31
 #   2-5-3      b1 0.67 vs 0.68   b2 0.76 vs 0.63   b4 1.04 vs 0.73   b8 1.52 vs 0.68   b210 11.2 vs 3.31
 #   4-8-8-2    b1 0.90 vs 1.10   b2 1.08 vs 1.22   b4 1.51 vs 1.31   b8 2.45 vs 1.59   b210 16.6 vs 8.04
 #   8-16-16-4  b1 1.22 vs 2.28   b4 2.89 vs 3.33   b210 28.7 vs 50.1
-# At width <= 8 it wins from batch 4 on (at 1 and 2, by a few percent either
-# way); at width 16 it loses (its forward then has no constant width).
-NARROW_MIN_BATCH = 4
-
-
-@jit
-def is_narrow(table, batch):
-    if batch < NARROW_MIN_BATCH:
-        return False
-    for l in range(table.shape[0]):
-        if table[l, IN_FEATURES] > NARROW_MAX_WIDTH or table[l, OUT_FEATURES] > NARROW_MAX_WIDTH:
-            return False
-    return True
+# At width <= 8 it wins from batch 4 on; below, it is within a few percent
+# except at 4-8-8-2 (up to 22% slower at batch 1), which costs less than
+# compiling the second path (about 17 s; `python -m fastbp bench --only startup`).
+# At width 16 it loses (its forward then has no constant width).
+def is_narrow(table):
+    """Whether the network of `table` takes the batch-inner layout (plain Python:
+    the layout is chosen before any kernel is called)."""
+    return bool((table[:, IN_FEATURES] <= NARROW_MAX_WIDTH).all() and (table[:, OUT_FEATURES] <= NARROW_MAX_WIDTH).all())
 
 
 @jit
@@ -263,7 +262,7 @@ def _dropped_t(table, dropped, batch, l):
     return view2d(dropped, _dropped_offset(table, batch, l), table[l, OUT_FEATURES], batch)
 
 
-# network_forward_backward in the batch-inner layout: every activation is
+# batch_major_forward_backward in the batch-inner layout: every activation is
 # stored (features, B) in the same workspaces; x_t (in_0 * B) holds x transposed.
 @jit
 def narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
@@ -391,49 +390,7 @@ def check_shapes(table, x, target, labels, weights, loss_code, work):
         raise ShapeMismatch("x, target, labels or work do not fit the network")
 
 
-# The two halves of a training step, each one compiled call, so that
-# something can sit between them (an allreduce of `grads`, a clip, another
-# optimizer), and network_train_step, both in one call.
-#
-# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,), weights (B,)
-# per-row weights or (0,) (kernels/losses.py weighted_loss_forward_backward) -> the loss,
-# with scikit-learn's L2 penalty `l2` (its `alpha`; 0 for none) on the
-# weights; grads written unless the loss is not finite (then nothing is written).
-# work: >= B * workspace_per_row(table) values.
-# Raises ShapeMismatch (changing nothing) when the shapes do not fit.
-@jit
-def network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work):
-    check_shapes(table, x, target, labels, weights, loss_code, work)
-    outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
-    if is_narrow(table, x.shape[0]):
-        value = narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
-                                        outs, delta, grad_a, grad_b, grad_top, x_t,
-                                        dropped_workspace(table, x.shape[0], work))
-    else:
-        value = batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code,
-                                             reduction, outs, delta, grad_a, grad_b, grad_top,
-                                             dropped_workspace(table, x.shape[0], work))
-    if l2 != 0.0 and np.isfinite(value):
-        value += network_add_l2(table, params, grads, l2, reduction, weights, x.shape[0])
-    return value
-
-
-# network_forward_backward, then network_update: the loss; the parameters
-# updated unless the loss is not finite (returned as it is) or the update
-# would not be (inf is returned), so a caller sees a non-finite step either way.
-@jit
-def network_train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
-                       l2, kind, hyper, step, work):
-    value = network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2,
-                                     work)
-    if not np.isfinite(value):
-        return value
-    if not network_update(table, params, grads, state0, state1, kind, hyper, step):
-        return np.inf
-    return value
-
-
-# network_forward_backward in the batch-major layout of kernels/dense.py
+# the forward, loss and backward in the batch-major layout of kernels/dense.py
 @jit
 def batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
                                  outs, delta, grad_a, grad_b, grad_top, dropped):
@@ -449,6 +406,57 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, weight
     return value
 
 
+# The two halves of a training step, each one compiled call, so that
+# something can sit between them (an allreduce of `grads`, a clip, another
+# optimizer), and the train step, both in one call; then a whole epoch.
+# Each comes twice, compiled apart: the batch-major entry points
+# (network_forward_backward, network_train_step, network_train_epoch) and the
+# batch-inner ones of narrow networks (narrow_network_*); `entry_points(table)`
+# names a network's three. A network compiles only its own layout's kernels
+# (each layout's kernels take 20-30 s of a cold start's compile: `python -m
+# fastbp bench --only startup` lists them). The bodies are shared below, inlined by
+# numba with the layout as a constant, which drops the other branch before
+# it is typed, so it is never compiled.
+#
+# x (B, in_0), target (B, out_L) or (0, 0), labels (B,) or (0,), weights (B,)
+# per-row weights or (0,) (kernels/losses.py weighted_loss_forward_backward) -> the loss,
+# with scikit-learn's L2 penalty `l2` (its `alpha`; 0 for none) on the
+# weights; grads written unless the loss is not finite (then nothing is written).
+# work: >= B * workspace_per_row(table) values.
+# Raises ShapeMismatch (changing nothing) when the shapes do not fit.
+@inline
+def _forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work,
+                      batch_inner):
+    check_shapes(table, x, target, labels, weights, loss_code, work)
+    outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, x.shape[0], work)
+    if batch_inner:
+        value = narrow_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction,
+                                        outs, delta, grad_a, grad_b, grad_top, x_t,
+                                        dropped_workspace(table, x.shape[0], work))
+    else:
+        value = batch_major_forward_backward(table, params, grads, x, target, labels, weights, loss_code,
+                                             reduction, outs, delta, grad_a, grad_b, grad_top,
+                                             dropped_workspace(table, x.shape[0], work))
+    if l2 != 0.0 and np.isfinite(value):
+        value += network_add_l2(table, params, grads, l2, reduction, weights, x.shape[0])
+    return value
+
+
+# _forward_backward, then network_update: the loss; the parameters
+# updated unless the loss is not finite (returned as it is) or the update
+# would not be (inf is returned), so a caller sees a non-finite step either way.
+@inline
+def _train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                l2, kind, hyper, step, work, batch_inner):
+    value = _forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2,
+                              work, batch_inner)
+    if not np.isfinite(value):
+        return value
+    if not network_update(table, params, grads, state0, state1, kind, hyper, step):
+        return np.inf
+    return value
+
+
 # One epoch: batches of `order`'s rows, each gathered into the x_batch /
 # target_batch / labels_batch / weights_batch buffers (B rows), then one fused step, the
 # first of them step number `step`. `lrs` (one learning rate per batch, for
@@ -456,10 +464,10 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, weight
 # Returns (the sum over batches of loss * rows (reduction MEAN) or of loss,
 # the index of the first batch whose loss was not finite, or -1). The epoch
 # stops at that batch, whose step changed nothing.
-@jit
-def network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
-                        loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                        weights_batch, work):
+@inline
+def _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
+                 loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
+                 weights_batch, work, batch_inner):
     n = order.shape[0]
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
@@ -483,15 +491,75 @@ def network_train_epoch(table, params, grads, state0, state1, x, target, labels,
                 weights_batch[r] = weights[src]
         if lrs.shape[0] != 0:
             step_hyper[LR] = lrs[lo // batch_size]
-        value = network_train_step(
+        value = _train_step(
             table, params, grads, state0, state1, x_batch[:rows],
             target_batch[:rows] if has_target else target_batch[:0],
             labels_batch[:rows] if has_labels else labels_batch[:0],
             weights_batch[:rows] if has_weights else weights_batch[:0],
-            loss_code, reduction, l2, kind, step_hyper, step + lo // batch_size, work)
+            loss_code, reduction, l2, kind, step_hyper, step + lo // batch_size, work, batch_inner)
         if not np.isfinite(value):
             return value, lo // batch_size
         # the epoch's loss in the batches' reduction: a sum of sums, or a
         # sum of means weighted by rows (the caller divides by n)
         total += value * rows if reduction == MEAN or reduction == SKLEARN else value
     return total, -1
+
+
+@jit
+def network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work):
+    return _forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work,
+                             False)
+
+
+@jit
+def narrow_network_forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2,
+                                    work):
+    return _forward_backward(table, params, grads, x, target, labels, weights, loss_code, reduction, l2, work,
+                             True)
+
+
+@jit
+def network_train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                       l2, kind, hyper, step, work):
+    return _train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                       l2, kind, hyper, step, work, False)
+
+
+@jit
+def narrow_network_train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code,
+                              reduction, l2, kind, hyper, step, work):
+    return _train_step(table, params, grads, state0, state1, x, target, labels, weights, loss_code, reduction,
+                       l2, kind, hyper, step, work, True)
+
+
+@jit
+def network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
+                        loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
+                        weights_batch, work):
+    return _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
+                        loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
+                        weights_batch, work, False)
+
+
+@jit
+def narrow_network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order,
+                               batch_size, loss_code, reduction, l2, kind, hyper, step, lrs, x_batch,
+                               target_batch, labels_batch, weights_batch, work):
+    return _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
+                        loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
+                        weights_batch, work, True)
+
+
+class EntryPoints(NamedTuple):
+    """A layout's compiled forward_backward, train_step and train_epoch."""
+    forward_backward: object
+    train_step: object
+    train_epoch: object
+
+
+def entry_points(table):
+    """The EntryPoints of the network of `table`'s layout (see is_narrow),
+    looked up when called, so that a kernel replaced in this module is the one used."""
+    if is_narrow(table):
+        return EntryPoints(narrow_network_forward_backward, narrow_network_train_step, narrow_network_train_epoch)
+    return EntryPoints(network_forward_backward, network_train_step, network_train_epoch)

@@ -116,14 +116,14 @@ def test_dropout_saves_pickles_and_converts(tmp_path):
 
 
 def test_narrow_networks_take_dropout_in_their_batch_inner_layout():
-    # widths <= 8 and batch >= 4: the batch-inner layout, which sums in another order
+    # widths <= 8: the batch-inner layout, which sums in another order
     def make():
         rng = np.random.default_rng(2)
         return [fastbp.Linear(3, 6, activation="tanh", dtype=np.float64, rng=rng), fastbp.Dropout(0.4, seed=5),
                 fastbp.Linear(6, 2, dtype=np.float64, rng=rng), fastbp.Dropout(0.25, seed=6)]
 
     model, bare = fastbp.Sequential(*make()), make()
-    assert fastbp.kernels.network.is_narrow(model.fused.table, 9)
+    assert fastbp.kernels.network.is_narrow(model.fused.table)
     opt = fastbp.SGD(model.parameters(), lr=0.1, momentum=0.9)
     opt_bare = fastbp.SGD([p for layer in bare for p in layer.parameters()], lr=0.1, momentum=0.9)
     rng = np.random.default_rng(3)

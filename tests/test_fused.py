@@ -79,7 +79,7 @@ def test_fused_step_matches_layer_by_layer(dtype, momentum, loss_name):
                                           ((3, 8, 8, 2), ("tanh", "relu", "identity"))])
 @pytest.mark.parametrize("loss_name", ["mse_half_sum", "ce_labels", "bce_logits"])
 def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, loss_name):
-    # widths <= 8 and batches >= NARROW_MIN_BATCH take kernels/narrow.py's transposed layout
+    # widths <= 8 take kernels/narrow.py's transposed layout, at every batch size
     make_loss, kind = LOSSES[loss_name]
     rng = np.random.default_rng(3)
 
@@ -92,9 +92,9 @@ def test_narrow_batch_inner_step_matches_layer_by_layer(dtype, widths, acts, los
     fused_opt = fastbp.SGD(fused.parameters(), lr=1e-3, momentum=0.9)
     plain_opt = fastbp.SGD(plain.parameters(), lr=1e-3, momentum=0.9)
     loss_a, loss_b = make_loss(), make_loss()
-    narrow_min = network.NARROW_MIN_BATCH
-    batches = (210, 33, 16, 15, narrow_min, narrow_min - 1, 1, 210)  # odd tails of vector lanes
-    assert {bool(network.is_narrow(fused.fused.table, b)) for b in batches} == {True, False}
+    batches = (210, 33, 16, 15, 4, 3, 1, 210)  # odd tails of vector lanes
+    assert network.is_narrow(fused.fused.table)
+    assert fused.fused.kernels.train_step is network.narrow_network_train_step
     for batch in batches:
         x = rng.standard_normal((batch, widths[0])).astype(dtype)
         y = make_targets(kind, rng, batch, widths[-1])

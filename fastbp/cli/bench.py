@@ -259,7 +259,8 @@ _FIRST_STEP = """
 import json, sys, time
 start = time.perf_counter()
 compiles = []
-if sys.argv[1:] == ["--compile-times"]:
+widths, activation, batch = [int(w) for w in sys.argv[1].split("-")], sys.argv[2], int(sys.argv[3])
+if sys.argv[4:] == ["--compile-times"]:
     # numba's compile events: each kernel's compile time, its callees' included
     from numba.core import event
 
@@ -273,27 +274,32 @@ if sys.argv[1:] == ["--compile-times"]:
     event.register("numba:compile", Compiles())
 import numpy as np
 import fastbp
-model = fastbp.Sequential(fastbp.Linear(2, 5, activation="sigmoid"),
-                          fastbp.Linear(5, 3, activation="sigmoid"))
+model = fastbp.Sequential(*[fastbp.Linear(a, b, activation=activation) for a, b in zip(widths, widths[1:])])
 optimizer = fastbp.SGD(model.parameters(), lr=0.1)
-x = np.zeros((8, 2), np.float32)
-y = np.zeros((8, 3), np.float32)
+x = np.zeros((batch, widths[0]), np.float32)
+y = np.zeros((batch, widths[-1]), np.float32)
 model.train_step(x, y, fastbp.MSELoss(), optimizer)
 print(json.dumps(sorted(compiles, reverse=True)[:8]))
 print(time.perf_counter() - start)
 """
 
 
-def time_startup():
+# (network, activation, batch): a narrow network (the batch-inner layout) and
+# a tabular one (batch-major), each compiling only its own layout's kernels
+STARTUP_CASES = (("2-5-3", "sigmoid", 8), ("64-128-10", "relu", 32))
+
+
+def time_startup(network="2-5-3", activation="sigmoid", batch=8):
     """(cold, warm, compiles): seconds from `import fastbp` to a first finished
-    train step, each in a fresh interpreter sharing one numba cache
-    directory, and the cold run's longest kernel compiles as (seconds, name),
-    each including the kernels it calls."""
+    train step of `network` (widths joined by "-"; MSE, SGD, float32), each in
+    a fresh interpreter sharing one numba cache directory, and the cold run's
+    longest kernel compiles as (seconds, name), each including the kernels it calls."""
     with tempfile.TemporaryDirectory() as cache_dir:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
 
         def once(*flags):
-            done = subprocess.run([sys.executable, "-c", _FIRST_STEP, *flags], env=env, check=True,
+            done = subprocess.run([sys.executable, "-c", _FIRST_STEP, network, activation, str(batch), *flags],
+                                  env=env, check=True,
                                   capture_output=True, text=True)
             lines = done.stdout.strip().splitlines()
             return float(lines[-1]), json.loads(lines[-2])
@@ -420,12 +426,16 @@ def main(argv=None):
         emit(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
         emit()
     if "startup" in only:
-        cold, warm, compiles = time_startup()
-        emit("Fresh process, `import fastbp` to the first finished train step (2-5-3 net):\n")
-        emit(_table(["numba cache", "seconds"], [["empty (cold)", f"{cold:.2f}"],
-                                                  ["filled (warm)", f"{warm:.2f}"]]))
-        emit("\nThe cold run's longest compiles (seconds, each with the kernels it calls):\n")
-        emit(_table(["kernel", "seconds"], [[name, f"{seconds:.2f}"] for seconds, name in compiles]))
+        rows, longest = [], []
+        for network, activation, batch in STARTUP_CASES:
+            cold, warm, compiles = time_startup(network, activation, batch)
+            rows.append([f"{network} {activation} b{batch}", f"{cold:.2f}", f"{warm:.2f}"])
+            longest.append(compiles)
+        emit("Fresh process, `import fastbp` to the first finished train step (MSE, SGD, float32; seconds):\n")
+        emit(_table(["network", "numba cache empty (cold)", "filled (warm)"], rows))
+        emit("\nThe cold runs' longest compiles (kernel and seconds, each with the kernels it calls):\n")
+        emit(_table([row[0] for row in rows],
+                    [[f"{name} {seconds:.2f}" for seconds, name in ranked] for ranked in zip(*longest)]))
     if "sklearn" in only:
         from .bench_sklearn import IMPLS, SKLEARN_CASES, time_sklearn
 
