@@ -27,7 +27,10 @@ MPI's reduction algorithm, and one process with `shards=N` sums its N shards
 the same way, so the two agree bit for bit. `local_sgd=k` instead trains
 each rank on its own shards and averages the parameters every k steps and at
 the end of every epoch (for networks so small that one Allreduce costs more
-than a step).
+than a step). `overlap=True` splits steps 1 and 3: the forward pass and the
+loss's Allreduce, then the backward pass layer by layer from the last, each
+layer's gradient slice posted as a non-blocking Iallreduce as soon as it is
+written, all waited on before the update (the same bits as one Allreduce).
 
 Everything of `Sequential.fit` works: schedules, clipping, L2, sample
 weights, validation (on every rank, so early stopping decides alike
@@ -88,12 +91,20 @@ class DataParallel:
         shards=N reproduces N ranks bit for bit).
     local_sgd : None, or k: train each rank alone and average the parameters
         every k steps and after every epoch.
+    overlap : reduce each layer's gradient (a non-blocking Iallreduce) as
+        soon as the backward pass has written it, while the layers below are
+        computed, instead of one Allreduce after the whole backward pass.
+        The same bits as without it (each element is reduced alike); for
+        networks wider than 8 in the default mode. Whether it pays depends on
+        the MPI library's progress (MPICH moves a non-blocking collective on
+        inside MPI calls only, unless MPIR_CVAR_ASYNC_PROGRESS=1):
+        `python benchmarks/distributed.py` times both.
     timeout : seconds a rank may wait in one collective before it aborts the
         job (a hung or stopped rank never reaches it); None waits forever.
     """
 
     def __init__(self, model, optimizer, comm=None, *, deterministic=False, shards=None, local_sgd=None,
-                 timeout=DEFAULT_TIMEOUT):
+                 overlap=False, timeout=DEFAULT_TIMEOUT):
         MPI = _mpi()
         self.comm = MPI.COMM_WORLD if comm is None else comm
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
@@ -117,11 +128,19 @@ class DataParallel:
                                       or local_sgd < 1):
             raise ValueError(f"local_sgd must be None or a positive int (steps between averages), got "
                              f"{local_sgd!r}")
+        if not isinstance(overlap, (bool, np.bool_)):
+            raise TypeError(f"overlap must be True or False, got {type(overlap).__name__}")
+        if overlap and (deterministic or local_sgd is not None):
+            raise ValueError("overlap applies to the default mode only (not deterministic=True or local_sgd)")
+        if overlap and network_kernels.is_narrow(fused.table):
+            raise ValueError("overlap is for networks wider than 8, whose gradient is worth overlapping; "
+                             f"this one's widths are all at most {network_kernels.NARROW_MAX_WIDTH}")
         if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float, np.number))
                                     or not timeout > 0 or not np.isfinite(timeout)):
             raise ValueError(f"timeout must be None or a positive number of seconds, got {timeout!r}")
         self.model, self.optimizer, self.fused = model, optimizer, fused
         self.deterministic, self.shards, self.local_sgd = bool(deterministic), int(shards), local_sgd
+        self.overlap = bool(overlap)
         self.timeout = None if timeout is None else float(timeout)
         self.communication_seconds = 0.0
         self._waiting = None  # (the collective, time.monotonic() when it began) while in one
@@ -257,6 +276,11 @@ class _ParallelEpochs:
         self._work = net._workspace(-(-self.batch_size // parallel.shards))
         self._loss_buffer = np.zeros(1)
         self._no_weights = np.empty(0, np.float64)
+        self.comm = parallel.comm
+        # each layer's weights and bias: one contiguous slice of the flat gradient buffer
+        ends = [int(row[network_kernels.WEIGHTS_OFFSET]) for row in net.table[1:]] + [net.grads.size]
+        self._layer_slices = [net.grads[int(row[network_kernels.WEIGHTS_OFFSET]):end]
+                              for row, end in zip(net.table, ends)]
         size = parallel.size
         if parallel.deterministic:
             per_rank = parallel.shards // size
@@ -292,6 +316,40 @@ class _ParallelEpochs:
         grads *= grads.dtype.type(share)
         return value * share
 
+    def _overlapped_gradient(self, rows, shard_rows):
+        """_shard_gradient and the Allreduces of _step with overlap=True: the
+        global loss, and (when it is finite) the global gradient in grads,
+        each layer's slice reduced while the layers below it are computed."""
+        MPI, parallel, net = _mpi(), self.parallel, self.network
+        table, params, grads = net.table, net.params, net.grads
+        has_rows = len(shard_rows) != 0
+        value = 0.0
+        if has_rows:
+            x, y = self.x[shard_rows], self.y[shard_rows]
+            value = network_kernels.network_forward_loss(
+                table, params, x, net._empty_target if self._labels else y, y if self._labels else net._empty_labels,
+                net._empty_weights if self.weights is None else self.weights[shard_rows], self._code,
+                self.loss._reduction, self._work)
+        share = self._share(rows, shard_rows)
+        self._loss_buffer[0] = value * share
+        parallel._allreduce(self._loss_buffer)  # first, so that every rank stops on a non-finite loss
+        value = float(self._loss_buffer[0])
+        if not np.isfinite(value):
+            return value
+        requests = []
+        for l in range(table.shape[0] - 1, -1, -1):
+            layer = self._layer_slices[l]
+            if has_rows:
+                network_kernels.network_backward_layer(table, params, grads, x, self._work, l)
+                layer *= layer.dtype.type(share)
+            else:
+                layer[...] = 0
+            requests.append(parallel._collective("Iallreduce", self.comm.Iallreduce, MPI.IN_PLACE, layer,
+                                                 op=MPI.SUM))
+            parallel._collective("Testall", MPI.Request.Testall, requests)  # MPI's progress on the posted ones
+        parallel._collective("Waitall", MPI.Request.Waitall, requests)
+        return value
+
     def _step(self, rows):
         """One data-parallel step over `rows` (the step's global batch): the
         global loss, or a non-finite one (nothing updated)."""
@@ -313,6 +371,10 @@ class _ParallelEpochs:
             net.grads[...] = self._gathered[0]
             for s in range(1, shards):
                 net.grads += self._gathered[s]
+        elif parallel.overlap:
+            value = self._overlapped_gradient(rows, rows[rank::size])
+            if not np.isfinite(value):
+                return value
         else:
             self._loss_buffer[0] = self._shard_gradient(rows, rows[rank::size], net.grads)
             parallel._allreduce(self._loss_buffer)

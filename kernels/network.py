@@ -187,25 +187,34 @@ def network_forward(table, params, x, outs, dropped):
     return inp
 
 
+# Layer l's share of network_backward: its gradients in grads, and (l > 0)
+# the gradient of its input, which layer l - 1 reads. Layer l reads its
+# output's gradient from grad_top (the last layer) or from the buffer layer
+# l + 1 wrote: the layers ping-pong between grad_a and grad_b.
+@inline
+def _backward_layer(table, params, grads, x, outs, dropped, grad_top, delta, grad_a, grad_b, l):
+    batch = x.shape[0]
+    n_layers = table.shape[0]
+    n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
+    if l == n_layers - 1:
+        grad_out = grad_top
+    else:
+        grad_out = view2d(grad_a if (n_layers - 2 - l) % 2 == 0 else grad_b, 0, batch, n_out)
+    threshold = table[l, DROPOUT_THRESHOLD]
+    if threshold != 0:  # through the dropout first, in place, with the forward's mask
+        dropout_backward(grad_out, table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold, grad_out)
+    inp = _layer_input(table, x, outs, dropped, batch, l)
+    grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
+    dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
+                   table[l, ACTIVATION], l > 0, view2d(delta, 0, batch, n_out),
+                   _weights(table, grads, l), _bias(table, grads, l), grad_x)
+
+
 # grad_top (B, out_L) -> grads of every layer; the input's gradient is skipped
 @jit
 def network_backward(table, params, grads, x, outs, dropped, grad_top, delta, grad_a, grad_b):
-    batch = x.shape[0]
-    n_layers = table.shape[0]
-    grad_out = grad_top
-    for l in range(n_layers - 1, -1, -1):
-        n_in, n_out = table[l, IN_FEATURES], table[l, OUT_FEATURES]
-        threshold = table[l, DROPOUT_THRESHOLD]
-        if threshold != 0:  # through the dropout first, in place, with the forward's mask
-            dropout_backward(grad_out, table[l, DROPOUT_SEED], table[l, DROPOUT_FORWARDS] - 1, threshold,
-                             grad_out)
-        inp = _layer_input(table, x, outs, dropped, batch, l)
-        # ping-pong between two buffers: layer l reads one and writes the other
-        grad_x = view2d(grad_a if (n_layers - 1 - l) % 2 == 0 else grad_b, 0, batch, n_in)
-        dense_backward(inp, _weights(table, params, l), _output(table, outs, batch, l), grad_out,
-                       table[l, ACTIVATION], l > 0, view2d(delta, 0, batch, n_out),
-                       _weights(table, grads, l), _bias(table, grads, l), grad_x)
-        grad_out = grad_x
+    for l in range(table.shape[0] - 1, -1, -1):
+        _backward_layer(table, params, grads, x, outs, dropped, grad_top, delta, grad_a, grad_b, l)
 
 
 # pred (B, C), target (B, C) floats or labels (B,) ints, weights (B,) per-row
@@ -242,14 +251,13 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, g
 # network, so that a network compiles one path only and its results never
 # depend on which batch sizes it met before. Measured with
 # `python benchmarks/narrow.py` (float32, us per step, batch-major vs batch-inner):
-#   2-4-1      b1 0.58 vs 0.52   b2 0.65 vs 0.54   b4 0.77 vs 0.55   b8 1.03 vs 0.56   b210 5.76 vs 1.31
-#   2-5-3      b1 0.67 vs 0.68   b2 0.76 vs 0.63   b4 1.04 vs 0.73   b8 1.52 vs 0.68   b210 11.2 vs 3.31
-#   4-8-8-2    b1 0.90 vs 1.10   b2 1.08 vs 1.22   b4 1.51 vs 1.31   b8 2.45 vs 1.59   b210 16.6 vs 8.04
-#   8-16-16-4  b1 1.22 vs 2.28   b4 2.89 vs 3.33   b210 28.7 vs 50.1
-# At width <= 8 it wins from batch 4 on; below, it is within a few percent
-# except at 4-8-8-2 (up to 22% slower at batch 1), which costs less than
-# compiling the second path (about 17 s; `python -m fastbp bench --only startup`).
-# At width 16 it loses (its forward then has no constant width).
+#   2-4-1      b1 2.07 vs 1.63   b2 2.13 vs 1.67   b4 2.19 vs 1.65   b8 2.53 vs 1.77   b210 9.58 vs 2.42
+#   2-5-3      b1 2.09 vs 1.93   b2 2.72 vs 1.90   b4 3.39 vs 2.34   b8 4.19 vs 2.53   b210 10.6 vs 4.38
+#   4-8-8-2    b1 2.86 vs 2.64   b2 4.03 vs 2.90   b4 3.77 vs 3.11   b8 5.03 vs 3.01   b210 15.2 vs 9.14
+#   8-16-16-4  b1 2.89 vs 5.36   b4 3.96 vs 4.52   b210 21.7 vs 57.6
+# At width <= 8 it wins at every batch size (an earlier form of its forward
+# lost by up to 22% at batch 1); at width 16 it loses (its forward then has
+# no constant width).
 def is_narrow(table):
     """Whether the network of `table` takes the batch-inner layout (plain Python:
     the layout is chosen before any kernel is called)."""
@@ -404,6 +412,34 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, weight
         return value
     network_backward(table, params, grads, x, outs, dropped, top, delta, grad_a, grad_b)
     return value
+
+
+# The batch-major forward + backward in pieces, for a caller that overlaps
+# each layer's gradient with communication (fastbp/distributed.py,
+# overlap=True): network_forward_loss, then network_backward_layer for
+# l = L - 1 down to 0, run the same kernels in the same order as
+# network_forward_backward (without L2), so they give the same bits.
+# x, target, labels, weights, work as network_forward_backward's -> the loss,
+# with its gradient left in work for the layers; raises ShapeMismatch.
+@jit
+def network_forward_loss(table, params, x, target, labels, weights, loss_code, reduction, work):
+    check_shapes(table, x, target, labels, weights, loss_code, work)
+    batch = x.shape[0]
+    outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, batch, work)
+    pred = network_forward(table, params, x, outs, dropped_workspace(table, batch, work))
+    top = view2d(grad_top, 0, batch, table[table.shape[0] - 1, OUT_FEATURES])
+    return loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
+
+
+# layer l's gradients into grads, after network_forward_loss on the same x
+# and work and network_backward_layer of every layer above l
+@jit
+def network_backward_layer(table, params, grads, x, work, l):
+    batch = x.shape[0]
+    outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, batch, work)
+    top = view2d(grad_top, 0, batch, table[table.shape[0] - 1, OUT_FEATURES])
+    _backward_layer(table, params, grads, x, outs, dropped_workspace(table, batch, work), top, delta, grad_a,
+                    grad_b, l)
 
 
 # The two halves of a training step, each one compiled call, so that

@@ -36,9 +36,10 @@ def digest(model):
 
 
 def run(kind, epochs, comm=COMM, deterministic=False, shards=None, local_sgd=None, batch=8, initial=None,
-        **fit):
+        overlap=False, **fit):
     model, opt = model_and_optimizer(kind) if initial is None else initial
-    trainer = DataParallel(model, opt, comm, deterministic=deterministic, shards=shards, local_sgd=local_sgd)
+    trainer = DataParallel(model, opt, comm, deterministic=deterministic, shards=shards, local_sgd=local_sgd,
+                           overlap=overlap)
     digests = []
     x, y = data()
     history = trainer.fit(x, y, loss=fastbp.CrossEntropyLoss(), epochs=epochs, batch_size=batch, rng=0,
@@ -55,6 +56,12 @@ def equivalence(out):
         every_rank_det = COMM.gather(det_digests)
         local, _, local_digests, _ = run(kind, 3, local_sgd=2)
         every_rank_local = COMM.gather(local_digests)
+        # overlap: the same bits as the default mode, also with a last step
+        # of one row (103 = 3 * 34 + 1), where rank 1 has none
+        _, overlap_history, overlap_digests, _ = run(kind, 3, overlap=True)
+        every_rank_overlap = COMM.gather(overlap_digests)
+        _, _, one_row_digests, _ = run(kind, 2, batch=17)
+        _, _, one_row_overlap_digests, _ = run(kind, 2, batch=17, overlap=True)
         if RANK == 0:
             # one process: fit with the global batch, and deterministic with two shards
             single, single_opt = model_and_optimizer(kind)
@@ -66,6 +73,9 @@ def equivalence(out):
                 ranks_identical=all(d == every_rank[0] for d in every_rank),
                 ranks_identical_deterministic=all(d == every_rank_det[0] for d in every_rank_det),
                 ranks_identical_local_sgd=all(d == every_rank_local[0] for d in every_rank_local),
+                ranks_identical_overlap=all(d == every_rank_overlap[0] for d in every_rank_overlap),
+                overlap_equals_default=overlap_digests == digests and overlap_history["loss"] == history["loss"],
+                overlap_equals_default_one_row=one_row_overlap_digests == one_row_digests,
                 epochs=len(every_rank[0]),
                 max_diff_single=float(np.max(np.abs(model.fused.params - single.fused.params))),
                 loss=history["loss"], single_loss=single_history["loss"],

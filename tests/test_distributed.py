@@ -35,7 +35,9 @@ def test_two_ranks_train_as_one_process_and_stay_identical(tmp_path):
         assert result["epochs"] == 3
         # every rank holds the same parameters after every epoch, in every mode
         assert result["ranks_identical"] and result["ranks_identical_deterministic"]
-        assert result["ranks_identical_local_sgd"]
+        assert result["ranks_identical_local_sgd"] and result["ranks_identical_overlap"]
+        # overlap: each layer's slice reduced on its own, to the same bits
+        assert result["overlap_equals_default"] and result["overlap_equals_default_one_row"]
         # default mode: one process with the global batch, to float rounding
         assert result["max_diff_single"] < 1e-12
         np.testing.assert_allclose(result["loss"], result["single_loss"], rtol=1e-12)
@@ -102,6 +104,12 @@ def test_data_parallel_refuses_what_it_cannot_train():
         DataParallel(fused, opt, MPI.COMM_SELF, shards=2)
     with pytest.raises(ValueError, match="local_sgd must be"):
         DataParallel(fused, opt, MPI.COMM_SELF, local_sgd=0)
+    with pytest.raises(ValueError, match="overlap applies to the default mode only"):
+        DataParallel(fused, opt, MPI.COMM_SELF, deterministic=True, overlap=True)
+    with pytest.raises(ValueError, match="overlap is for networks wider than 8"):
+        DataParallel(fused, opt, MPI.COMM_SELF, overlap=True)
+    with pytest.raises(TypeError, match="overlap must be True or False"):
+        DataParallel(fused, opt, MPI.COMM_SELF, overlap="yes")
     for timeout in (0, -1.0, float("nan"), float("inf"), "60", True):
         with pytest.raises(ValueError, match="timeout must be None or a positive number of seconds"):
             DataParallel(fused, opt, MPI.COMM_SELF, timeout=timeout)
