@@ -1,15 +1,16 @@
 """Training: one step through the layer API, one fused step, one epoch of fit.
 
-numpy is fastbp.cli.baselines.NumpyMLP (the seed notebooks' style) and torch is
-nn.Sequential + optim.SGD, eager; both do the same step (0.5 * sum of squared
-errors, plain SGD) from the same initial parameters.
+numpy is fastbp.cli.baselines.NumpyMLP (the seed notebooks' style), torch is
+nn.Sequential + optim.SGD, eager, and jax one jax.jit-compiled step
+(fastbp.cli.baselines.jax_train_step) called from Python; all do the same
+step (0.5 * sum of squared errors, plain SGD) from the same initial parameters.
 """
 import numpy as np
 
 import fastbp
 
 
-from .common import IMPLS, NETWORKS, NumpyMLP, build, network, torch_threads, torch_train_step
+from .common import IMPLS, NETWORKS, NumpyMLP, build, jax_train_step, network, torch_threads, torch_train_step
 
 # Small enough that no implementation diverges over a benchmark's repeats.
 LR = 1e-5
@@ -23,10 +24,16 @@ def _data(model, batch, seed=1):
 
 
 def _baseline_step(impl, model, x, y):
-    """The numpy or torch training step on a copy of `model`."""
+    """The numpy, torch or JAX training step on a copy of `model`."""
     if impl == "numpy":
         net = NumpyMLP(model)
         return lambda: net.train_step(x, y, LR)
+    if impl == "jax":
+        import jax.numpy as jnp
+
+        step = jax_train_step(model, LR)
+        jx, jy = jnp.asarray(x), jnp.asarray(y)
+        return lambda: step(jx, jy)
     torch = torch_threads()
     net = model.to_torch()
     opt = torch.optim.SGD(net.parameters(), lr=LR)
@@ -117,6 +124,11 @@ class FitEpoch:
                 net = NumpyMLP(model)
                 step = lambda xb, yb: net.train_step(xb, yb, 0.1)  # noqa: E731
                 convert = lambda a: a  # noqa: E731
+            elif impl == "jax":
+                import jax.numpy as jnp
+
+                step = jax_train_step(model, 0.1)  # one jitted step per batch, from Python
+                convert = jnp.asarray
             else:
                 torch = torch_threads()
                 net = model.to_torch()

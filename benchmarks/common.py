@@ -1,13 +1,14 @@
 """The one place the asv suite and the stand-alone probes in this folder take
-their helpers from: the three implementations of the same work, built from one
-fastbp model so that they start from equal parameters, and fastbp's timers."""
+their helpers from: the implementations of the same work (fastbp, textbook
+numpy, torch eager, jitted JAX), built from one fastbp model so that they
+start from equal parameters, and fastbp's timers."""
 import numpy as np
 
-from fastbp.cli.baselines import NUMPY_ACTIVATIONS, NumpyMLP, torch_train_step  # noqa: F401
+from fastbp.cli.baselines import NUMPY_ACTIVATIONS, NumpyMLP, jax_train_step, torch_train_step  # noqa: F401
 from fastbp.cli.bench import machine  # noqa: F401
 from fastbp.cli.timing import best_us, build, median_us, repeated, side_by_side  # noqa: F401
 
-IMPLS = ("fastbp", "numpy", "torch")
+IMPLS = ("fastbp", "numpy", "torch", "jax")
 
 NETWORKS = {  # name -> widths, activations, batch
     "2-4-1 b8": ((2, 4, 1), ("relu", "sigmoid"), 8),

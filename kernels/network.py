@@ -261,7 +261,8 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, g
 def is_narrow(table):
     """Whether the network of `table` takes the batch-inner layout (plain Python:
     the layout is chosen before any kernel is called)."""
-    return bool((table[:, IN_FEATURES] <= NARROW_MAX_WIDTH).all() and (table[:, OUT_FEATURES] <= NARROW_MAX_WIDTH).all())
+    widths = table[:, [IN_FEATURES, OUT_FEATURES]]
+    return bool((widths <= NARROW_MAX_WIDTH).all())
 
 
 @jit

@@ -38,12 +38,12 @@ def test_benchmark_runs_for_every_impl(cls):
 
 
 def test_training_baselines_agree_with_fastbp():
-    # the three implementations the benchmarks compare do the same arithmetic
+    # the implementations the benchmarks compare do the same arithmetic
     from benchmarks.bench_train import FusedTrainStep, LayerTrainStep
 
     losses = {}
     for cls in (FusedTrainStep, LayerTrainStep):
-        for impl in ("fastbp", "numpy", "torch"):
+        for impl in ("fastbp", "numpy", "torch", "jax"):
             b = cls()
             b.setup(impl, "2-5-3 b210")
             losses[cls.__name__, impl] = b.step()  # second step: after one identical update
@@ -65,10 +65,10 @@ def test_conv_benchmark_impls_agree():
 
 def test_bench_tables_run_on_small_cases():
     steps = bench.time_steps((2, 5, 3), ("sigmoid", "sigmoid"), 16, budget_s=0.01)
-    assert set(steps) == {"fused", "layers", "numpy", "torch", "GEMMs", "torch GEMMs"}
+    assert set(steps) == {"fused", "layers", "numpy", "torch", "jax", "GEMMs", "torch GEMMs"}
     assert all(v > 0 for v in steps.values())
     forward = bench.time_forward(16, 8, "sigmoid", budget_s=0.01)
-    assert set(forward) == {"fastbp", "numpy", "torch"}
+    assert set(forward) == {"fastbp", "numpy", "torch", "jax"}
     assert "cores; fastbp's BLAS openblas" in bench.machine()
 
 

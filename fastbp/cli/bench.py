@@ -1,5 +1,6 @@
-"""`python -m fastbp bench`: fastbp against textbook numpy and torch eager,
-the same work in one process, side by side (torch needed: the `bench` extra).
+"""`python -m fastbp bench`: fastbp against textbook numpy, torch eager and
+JAX, the same work in one process, side by side (torch and JAX needed: the
+`bench` extra).
 
 Six tables:
 - steps: one training step (forward + 0.5*sum-of-squares loss + backward +
@@ -8,6 +9,7 @@ Six tables:
     layers  forward / loss / backward / step through the layer API
     numpy   fastbp.cli.baselines.NumpyMLP, the seed notebooks' style
     torch   nn.Sequential + optim.SGD, eager
+    jax     one jax.jit-compiled step (value_and_grad + SGD), called from Python
     GEMMs   the step's matrix products alone (x W, x^T delta, delta W^T per
             layer) with the BLAS fastbp uses: the GEMM-bound limit
     torch GEMMs  the same products through torch.mm (torch's BLAS: MKL on
@@ -18,7 +20,7 @@ Six tables:
 - epochs: whole epochs of fit at the widths of tabular work (64-32-32-10 to
   64-512-512-10, batch 32 and 256) against a jitted JAX epoch (jax.lax.scan)
   and torch eager, fastbp with its BLAS threads and with one
-- forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch
+- forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch vs jax.jit
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
 - sklearn: a whole MLPClassifier fit, scikit-learn's against fastbp.sklearn's
@@ -121,8 +123,10 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     """{implementation: median us per training step} for one network."""
     import torch
 
+    import jax.numpy as jnp
+
     from .. import SGD, MSELoss
-    from .baselines import NumpyMLP, torch_train_step
+    from .baselines import NumpyMLP, jax_train_step, torch_train_step
 
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, widths[0])).astype(np.float32)
@@ -141,17 +145,22 @@ def time_steps(widths, activations, batch, budget_s=1.0):
     tnet = build(widths, activations).to_torch()
     topt = torch.optim.SGD(tnet.parameters(), lr=lr)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    jax_step = jax_train_step(build(widths, activations), lr)
+    jx, jy = jnp.asarray(x), jnp.asarray(y)
+    jax_step(jx, jy)  # compiles
     results = side_by_side({"fused": lambda: model.train_step(x, y, loss, opt),
                             "layers": lambda: layered.train_step(x, y, loss, layered_opt, fused=False),
                             "numpy": lambda: numpy_net.train_step(x, y, lr),
                             "torch": lambda: torch_train_step(tnet, topt, tx, ty),
+                            "jax": lambda: jax_step(jx, jy),
                             "GEMMs": step_gemms(widths, batch, rng),
                             "torch GEMMs": step_gemms(widths, batch, rng, library="torch")}, budget_s)
 
     final = {"fused": model.train_step(x, y, loss, opt),
              "layers": loss.forward(layered.forward(x), y),
              "numpy": numpy_net.train_step(x, y, lr),
-             "torch": torch_train_step(tnet, topt, tx, ty)}
+             "torch": torch_train_step(tnet, topt, tx, ty),
+             "jax": jax_step(jx, jy)}
     bad = {k: v for k, v in final.items() if not np.isfinite(v)}
     if bad:
         raise RuntimeError(f"training diverged while timed, lower lr: {bad}")
@@ -250,9 +259,17 @@ def time_forward(batch, width, activation, budget_s=0.5):
     def torch_forward():
         with torch.no_grad():
             t_act(torch.addmm(tb, tx, tw))
+    import jax
+    import jax.numpy as jnp
+
+    j_act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "identity": lambda z: z}[activation]
+    jax_forward = jax.jit(lambda x, w, b: j_act(x @ w + b))
+    jx, jw, jb = jnp.asarray(x), jnp.asarray(weights), jnp.asarray(bias)
+    jax_forward(jx, jw, jb).block_until_ready()  # compiles
     return side_by_side({"fastbp": lambda: layer.forward(x),
                          "numpy": lambda: act(x @ weights + bias),
-                         "torch": torch_forward}, budget_s)
+                         "torch": torch_forward,
+                         "jax": lambda: jax_forward(jx, jw, jb).block_until_ready()}, budget_s)
 
 
 _FIRST_STEP = """
@@ -384,15 +401,18 @@ def main(argv=None):
         for name, widths, acts, batch in STEP_CASES:
             r = time_steps(widths, acts, batch, args.budget)
             summary.append([name, f"{r['fused']:.1f}", f"{r['numpy']:.1f}", f"{r['torch']:.1f}",
-                            f"{r['numpy'] / r['fused']:.1f}x", f"{r['torch'] / r['fused']:.1f}x"])
-            rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "GEMMs",
+                            f"{r['jax']:.1f}", f"{r['numpy'] / r['fused']:.1f}x", f"{r['torch'] / r['fused']:.1f}x",
+                            f"{r['jax'] / r['fused']:.1f}x"])
+            rows.append([name] + [f"{r[k]:.1f}" for k in ("fused", "layers", "numpy", "torch", "jax", "GEMMs",
                                                           "torch GEMMs")]
-                        + [f"{r['torch'] / r['fused']:.1f}x", f"{r['numpy'] / r['fused']:.2f}x",
+                        + [f"{r['torch'] / r['fused']:.1f}x", f"{r['jax'] / r['fused']:.1f}x",
+                           f"{r['numpy'] / r['fused']:.2f}x",
                            f"{r['torch'] / r['layers']:.1f}x", f"{r['numpy'] / r['layers']:.2f}x",
                            f"{r['fused'] / r['GEMMs']:.2f}"])
-        emit("One training step (us):\n")
-        emit(_table(["network", "fused", "layers", "numpy", "torch", "GEMMs only", "torch GEMMs",
-                      "torch/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"], rows))
+        emit("One training step (us; jax: one jitted step, called from Python as a JAX user's loop does):\n")
+        emit(_table(["network", "fused", "layers", "numpy", "torch", "jax", "GEMMs only", "torch GEMMs",
+                      "torch/fused", "jax/fused", "numpy/fused", "torch/layers", "numpy/layers", "fused/GEMMs"],
+                    rows))
         emit()
     if "optimizers" in only:
         rows = []
@@ -420,10 +440,12 @@ def main(argv=None):
         rows = []
         for batch, width, act in FORWARD_CASES:
             r = time_forward(batch, width, act, args.budget / 2)
-            rows.append([f"{act} b{batch} {width}x{width}"] + [f"{r[k]:.1f}" for k in r]
-                        + [f"{r['numpy'] / r['fastbp']:.2f}x", f"{r['torch'] / r['fastbp']:.2f}x"])
+            rows.append([f"{act} b{batch} {width}x{width}"] + [f"{r[k]:.1f}" for k in ("fastbp", "numpy", "torch", "jax")]
+                        + [f"{r['numpy'] / r['fastbp']:.2f}x", f"{r['torch'] / r['fastbp']:.2f}x",
+                           f"{r['jax'] / r['fastbp']:.2f}x"])
         emit("One dense forward act(x @ W + b) (us):\n")
-        emit(_table(["layer", "fastbp", "numpy", "torch", "numpy/fastbp", "torch/fastbp"], rows))
+        emit(_table(["layer", "fastbp", "numpy", "torch", "jax jit", "numpy/fastbp", "torch/fastbp", "jax/fastbp"],
+                    rows))
         emit()
     if "startup" in only:
         rows, longest = [], []
@@ -458,8 +480,8 @@ def main(argv=None):
     if args.readme and "steps" in only:
         write_section(args.readme, f"One training step (forward, loss, backward, SGD), float32, us; "
                                    f"{machine()}, {get_num_threads()['numba']} threads:\n\n"
-                      + _table(["network, batch", "fastbp", "numpy", "torch eager", "numpy / fastbp",
-                                "torch / fastbp"], summary), "--readme")
+                      + _table(["network, batch", "fastbp", "numpy", "torch eager", "JAX jit", "numpy / fastbp",
+                                "torch / fastbp", "JAX / fastbp"], summary), "--readme")
     return 0
 
 
