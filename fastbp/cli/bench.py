@@ -440,7 +440,8 @@ def main(argv=None):
         rows = []
         for batch, width, act in FORWARD_CASES:
             r = time_forward(batch, width, act, args.budget / 2)
-            rows.append([f"{act} b{batch} {width}x{width}"] + [f"{r[k]:.1f}" for k in ("fastbp", "numpy", "torch", "jax")]
+            rows.append([f"{act} b{batch} {width}x{width}"]
+                        + [f"{r[k]:.1f}" for k in ("fastbp", "numpy", "torch", "jax")]
                         + [f"{r['numpy'] / r['fastbp']:.2f}x", f"{r['torch'] / r['fastbp']:.2f}x",
                            f"{r['jax'] / r['fastbp']:.2f}x"])
         emit("One dense forward act(x @ W + b) (us):\n")
