@@ -262,3 +262,43 @@ def test_forward_backward_then_update_equals_one_fused_step(momentum):
         assert two.fused.update(opt_two)
     np.testing.assert_array_equal(one.fused.params, two.fused.params)
     np.testing.assert_array_equal(one.fused.grads, two.fused.grads)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dropout", [0.0, 0.3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_forward_loss_then_each_layer_backward_equals_the_whole_backward(dtype, dropout, weighted):
+    # the pieces fastbp.distributed overlaps with communication: the same
+    # kernels in the same order as network_forward_backward, so the same bits
+    rng = np.random.default_rng(6)
+
+    def build():
+        r = np.random.default_rng(1)
+        layers = [fastbp.Linear(5, 24, activation="relu", dtype=dtype, rng=r)]
+        if dropout:
+            layers.append(fastbp.Dropout(dropout, seed=3))
+        layers += [fastbp.Linear(24, 12, activation="tanh", dtype=dtype, rng=r, bias=False),
+                   fastbp.Linear(12, 3, dtype=dtype, rng=r)]
+        return fastbp.Sequential(*layers).fused
+
+    whole, pieces = build(), build()
+    assert not network.is_narrow(whole.table)
+    labels = np.empty(0, np.int64)
+    for batch in (9, 1, 17):
+        x = rng.standard_normal((batch, 5)).astype(dtype)
+        y = rng.standard_normal((batch, 3)).astype(dtype)
+        weights = rng.uniform(0.1, 2.0, batch) if weighted else np.empty(0)
+        work_a, work_b = whole._workspace(batch), pieces._workspace(batch)
+        value = network.network_forward_backward(whole.table, whole.params, whole.grads, x, y, labels, weights,
+                                                 network.MSE, 1, 0.0, work_a)
+        pieces.grads[...] = np.nan  # every entry must be written
+        piece_value = network.network_forward_loss(pieces.table, pieces.params, x, y, labels, weights, network.MSE,
+                                                   1, work_b)
+        for l in range(pieces.table.shape[0] - 1, -1, -1):
+            network.network_backward_layer(pieces.table, pieces.params, pieces.grads, x, work_b, l)
+        assert piece_value == value
+        np.testing.assert_array_equal(pieces.grads, whole.grads)
+        np.testing.assert_array_equal(pieces.table, whole.table)  # the dropout counters advanced alike
+    with pytest.raises(network.ShapeMismatch):
+        network.network_forward_loss(pieces.table, pieces.params, np.ascontiguousarray(x[:, :4]), y, labels,
+                                     np.empty(0), network.MSE, 1, work_b)
