@@ -2,7 +2,7 @@
 against numpy, torch and jitted JAX doing the same arithmetic."""
 import numpy as np
 
-from .common import IMPLS, dense_layer, numpy_activation, torch_activation, torch_threads
+from .common import IMPLS, dense_layer, jax_activation, numpy_activation, torch_activation, torch_threads
 
 
 class DenseForward:
@@ -22,7 +22,7 @@ class DenseForward:
             import jax
             import jax.numpy as jnp
 
-            act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid}[activation]
+            act = jax_activation(activation)
             forward = jax.jit(lambda x, w, b: act(x @ w + b))
             jx, jw, jb = (jnp.asarray(a) for a in (x, layer.weights, layer.bias))
             self.forward = lambda: forward(jx, jw, jb).block_until_ready()

@@ -4,7 +4,8 @@ numpy, torch eager, jitted JAX), built from one fastbp model so that they
 start from equal parameters, and fastbp's timers."""
 import numpy as np
 
-from fastbp.cli.baselines import NUMPY_ACTIVATIONS, NumpyMLP, jax_train_step, torch_train_step  # noqa: F401
+from fastbp.cli.baselines import (NUMPY_ACTIVATIONS, NumpyMLP, jax_activation, jax_train_step,  # noqa: F401
+                                   torch_train_step)
 from fastbp.cli.bench import machine  # noqa: F401
 from fastbp.cli.timing import best_us, build, median_us, repeated, side_by_side  # noqa: F401
 

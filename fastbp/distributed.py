@@ -298,18 +298,21 @@ class _ParallelEpochs:
         total = float(np.sum(self.weights[rows]))
         return float(np.sum(self.weights[shard_rows])) / total if total > 0 else 0.0
 
+    def _shard_arrays(self, shard_rows):
+        """(x, target, labels, weights) of the shard's rows, as the compiled step takes them."""
+        net, y = self.network, self.y[shard_rows]
+        return (self.x[shard_rows], net._empty_target if self._labels else y,
+                y if self._labels else net._empty_labels,
+                net._empty_weights if self.weights is None else self.weights[shard_rows])
+
     def _shard_gradient(self, rows, shard_rows, grads):
         """The shard's scaled loss, with its scaled gradient in `grads`."""
         net = self.network
         if len(shard_rows) == 0:
             grads[...] = 0
             return 0.0
-        y = self.y[shard_rows]
-        value = net.kernels.forward_backward(
-            net.table, net.params, net.grads, self.x[shard_rows], net._empty_target if self._labels else y,
-            y if self._labels else net._empty_labels,
-            net._empty_weights if self.weights is None else self.weights[shard_rows], self._code,
-            self.loss._reduction, 0.0, self._work)
+        value = net.kernels.forward_backward(net.table, net.params, net.grads, *self._shard_arrays(shard_rows),
+                                             self._code, self.loss._reduction, 0.0, self._work)
         share = self._share(rows, shard_rows)
         if grads is not net.grads:
             grads[...] = net.grads
@@ -325,11 +328,10 @@ class _ParallelEpochs:
         has_rows = len(shard_rows) != 0
         value = 0.0
         if has_rows:
-            x, y = self.x[shard_rows], self.y[shard_rows]
-            value = network_kernels.network_forward_loss(
-                table, params, x, net._empty_target if self._labels else y, y if self._labels else net._empty_labels,
-                net._empty_weights if self.weights is None else self.weights[shard_rows], self._code,
-                self.loss._reduction, self._work)
+            shard = self._shard_arrays(shard_rows)
+            x = shard[0]
+            value = network_kernels.network_forward_loss(table, params, *shard, self._code, self.loss._reduction,
+                                                         self._work)
         share = self._share(rows, shard_rows)
         self._loss_buffer[0] = value * share
         parallel._allreduce(self._loss_buffer)  # first, so that every rank stops on a non-finite loss

@@ -58,15 +58,21 @@ def torch_train_step(net, optimizer, x, y):
     return loss.item()
 
 
-def _jax_mlp(model):
-    """(params, forward) for a fastbp Sequential of Linear layers, in JAX."""
+def jax_activation(name):
+    """The JAX function of a fastbp activation name (JAX imported only when asked)."""
     import jax
     import jax.numpy as jnp
 
-    acts = {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}
+    return {"identity": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[name]
+
+
+def _jax_mlp(model):
+    """(params, forward) for a fastbp Sequential of Linear layers, in JAX."""
+    import jax.numpy as jnp
+
     layers = list(model)
     params = [(jnp.asarray(layer.weights), jnp.asarray(layer.bias)) for layer in layers]
-    functions = [acts[layer.activation] for layer in layers]
+    functions = [jax_activation(layer.activation) for layer in layers]
 
     def forward(params, x):
         for (weights, bias), act in zip(params, functions):

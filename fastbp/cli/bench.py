@@ -262,7 +262,9 @@ def time_forward(batch, width, activation, budget_s=0.5):
     import jax
     import jax.numpy as jnp
 
-    j_act = {"relu": jax.nn.relu, "sigmoid": jax.nn.sigmoid, "tanh": jnp.tanh, "identity": lambda z: z}[activation]
+    from .baselines import jax_activation
+
+    j_act = jax_activation(activation)
     jax_forward = jax.jit(lambda x, w, b: j_act(x @ w + b))
     jx, jw, jb = jnp.asarray(x), jnp.asarray(weights), jnp.asarray(bias)
     jax_forward(jx, jw, jb).block_until_ready()  # compiles
