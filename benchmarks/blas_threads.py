@@ -4,6 +4,11 @@ batches 1-4096, with one and with two OpenBLAS threads, side by side, and
 the same with a second process busy on one core.
 
     python benchmarks/blas_threads.py [--docs docs/performance.md]
+    python benchmarks/blas_threads.py --calls
+
+--calls times only what setting the threads costs per epoch: threadpoolctl's
+limit() against fastbp.threads.blas_threads_for, beside a whole 100-epoch
+fit of a 64-16-10 net (batch 8) that pays it once an epoch.
 
 fastbp/threads.py ONE_BLAS_THREAD_BELOW_MACS is chosen from this table: the
 multiply-adds of one forward pass (batch x sum of in x out over the layers)
@@ -61,7 +66,39 @@ def table(budget_s=0.15):
     return rows
 
 
+def call_costs():
+    from fastbp import SGD, CrossEntropyLoss
+
+    fastbp.set_num_threads(2)
+    controller = _blas_controller()
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((210, 64)).astype(np.float32)
+    labels = rng.integers(0, 10, 210)
+    model = build((64, 16, 10), ("relu", "identity"))
+    opt = SGD(model.parameters(), lr=0.01)
+
+    def limit():
+        with controller.limit(limits=1, user_api="blas"):
+            pass
+
+    def blas_threads_for():
+        with fastbp.threads.blas_threads_for(0):
+            pass
+
+    def fit():
+        model.fit(x, labels, loss=CrossEntropyLoss(), optimizer=opt, epochs=100, batch_size=8, rng=0,
+                  progress=False)
+    times = side_by_side({"threadpoolctl limit()": limit, "blas_threads_for": blas_threads_for,
+                          "100-epoch fit": fit}, 3.0)
+    print(f"us per call; {machine()}:")
+    for name, us in times.items():
+        print(f"  {name:24s} {us:10.1f}")
+
+
 def main():
+    if sys.argv[1:2] == ["--calls"]:
+        call_costs()
+        return
     fastbp.set_num_threads(2)
     fastbp.threads.ONE_BLAS_THREAD_BELOW_MACS = 0  # the threads this table sets, not fit's rule
     quiet = table()

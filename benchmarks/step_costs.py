@@ -10,6 +10,11 @@ GEMM-bound net (784-256-256-10, batch 256): the step's GEMMs alone against the
 same GEMMs each followed by one serial read-modify-write pass over its output
 (what an epilogue, a delta pass or the SGD update adds), at 1 and 2 threads.
 
+The element-wise passes around the GEMMs (64-128-10 and 64-128-128-10
+sizes): softmax cross-entropy's forward + backward on (B, 10) logits against
+the same work with libm's exp once per value, and the delta pass (delta and
+the bias gradient) against that pass with the bias sum inside the delta loop.
+
 Run: python benchmarks/step_costs.py (about a minute). Medians of interleaved
 rounds; the machine is shared, so compare within one run.
 """
@@ -125,12 +130,82 @@ def gemm_pass_costs(widths=(784, 256, 256, 10), batch=256):
     return rows
 
 
+@njit(error_model="numpy")
+def _softmax_libm(logits, labels, grad, unused):
+    """softmax cross-entropy's forward + backward with libm's exp, one call per value."""
+    value = 0.0
+    for i in range(logits.shape[0]):
+        row_max = -np.inf
+        for c in range(logits.shape[1]):
+            row_max = max(row_max, np.float64(logits[i, c]))
+        total = 0.0
+        for c in range(logits.shape[1]):
+            e = np.exp(np.float64(logits[i, c]) - row_max)
+            grad[i, c] = e
+            total += e
+        value += row_max + np.log(total) - np.float64(logits[i, labels[i]])
+        for c in range(logits.shape[1]):
+            grad[i, c] = (grad[i, c] / total - (1.0 if c == labels[i] else 0.0)) / logits.shape[0]
+    return value / logits.shape[0]
+
+
+@njit(error_model="numpy")
+def _delta_pass_one_loop(out, grad_out, delta, grad_bias):
+    grad_bias[:] = 0
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            d = grad_out[i, j] if out[i, j] > 0 else out.dtype.type(0)
+            delta[i, j] = d
+            grad_bias[j] += d
+
+
+@njit
+def _repeat(n, kernel, a, b, c, d):
+    for _ in range(n):
+        kernel(a, b, c, d)
+
+
+def pass_costs():
+    from fastbp.kernels.activations import RELU, delta_bias_grad
+    from fastbp.kernels.losses import CROSS_ENTROPY_LABELS, MEAN
+    from fastbp.kernels.network import loss_forward_backward
+
+    @njit
+    def loss_pass(logits, labels, grad, no_target):
+        loss_forward_backward(CROSS_ENTROPY_LABELS, MEAN, logits, no_target, labels, np.empty(0), grad)
+
+    @njit
+    def delta_pass(out, grad_out, delta, grad_bias):
+        delta_bias_grad(out, grad_out, RELU, delta, grad_bias)
+
+    rng = np.random.default_rng(0)
+    rows = {}
+    for batch, width, dtype in ((32, 10, np.float64), (256, 10, np.float32)):
+        logits = rng.standard_normal((batch, width)).astype(dtype)
+        labels, grad = rng.integers(0, width, batch), np.empty_like(logits)
+        no_target = np.empty((0, 0), dtype)
+        rows[f"softmax cross-entropy {batch}x{width} {np.dtype(dtype).name}"] = {
+            "fastbp": best_us(lambda n: _repeat(n, loss_pass, logits, labels, grad, no_target), 2000),
+            "libm exp": best_us(lambda n: _repeat(n, _softmax_libm, logits, labels, grad, no_target), 2000)}
+    for batch, width, dtype in ((32, 128, np.float64), (256, 128, np.float32)):
+        out = np.maximum(rng.standard_normal((batch, width)), 0).astype(dtype)
+        grad_out, delta, grad_bias = rng.standard_normal((batch, width)).astype(dtype), np.empty_like(out), \
+            np.empty(width, dtype)
+        rows[f"delta pass {batch}x{width} {np.dtype(dtype).name}"] = {
+            "fastbp": best_us(lambda n: _repeat(n, delta_pass, out, grad_out, delta, grad_bias), 2000),
+            "one loop": best_us(lambda n: _repeat(n, _delta_pass_one_loop, out, grad_out, delta, grad_bias), 2000)}
+    return rows
+
+
 def main():
     print("Seed nets, us per step (float32):")
     for widths, activations, batch in SEED_CASES:
         times = seed_costs(widths, activations, batch)
         name = "-".join(map(str, widths)) + f" {'/'.join(activations)} b{batch}"
         print(f"  {name:28s} " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
+    print("Element-wise passes, us:")
+    for name, times in pass_costs().items():
+        print(f"  {name:36s} " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
     print("784-256-256-10 b256 GEMMs with and without a serial pass over each output, us:")
     for threads, times in gemm_pass_costs().items():
         extra = times["GEMMs + passes"] - times["GEMMs"]

@@ -102,6 +102,7 @@ class FusedNetwork:
         # output" no longer holds
         self.last_activation = linears[-1]._act if dropouts[-1] is None else -1
         self.kernels = network.entry_points(self.table)  # this network's layout's compiled calls
+        self.narrow = network.is_narrow(self.table)
         self._per_row = int(network.workspace_per_row(self.table))
         self.macs_per_row = sum(int(row[network.IN_FEATURES]) * int(row[network.OUT_FEATURES])
                                 for row in self.table)  # of a forward pass
@@ -276,25 +277,29 @@ class FusedEpochs:
         self._in_order = np.arange(self.n)
         self._rows = rows
         self._no_lrs = np.empty(0)
-        self._forward_macs = rows * network.macs_per_row
+        # the batch-inner layout calls no BLAS: no thread limit to set around it
+        self._forward_macs = math.inf if network.narrow else rows * network.macs_per_row
 
-    def run(self, order, interrupt, lrs=None):
+    def run(self, order, interrupt, lrs=None, accuracy=network.NO_ACCURACY):
         """One epoch over the rows in `order` (None: as stored); returns the
-        summed loss and the index of the first batch whose loss or update was
-        not finite (-1 when none was). `lrs`: a learning rate per batch, or
-        None for the optimizer's. A Ctrl-C (`interrupt`) takes effect when the
-        compiled call returns."""
+        summed loss, the index of the first batch whose loss or update was
+        not finite (-1 when none was), and how many predictions were right
+        under `accuracy` (a kernels/network.py count_correct code; None for
+        NO_ACCURACY), each batch's before its update. `lrs`: a learning rate
+        per batch, or None for the optimizer's. A Ctrl-C (`interrupt`) takes
+        effect when the compiled call returns."""
         net, opt = self.network, self.optimizer
         state0, state1 = opt.flat_state
         with blas_threads_for(self._forward_macs):
-            total, bad_batch = net.kernels.train_epoch(
+            total, bad_batch, correct = net.kernels.train_epoch(
                 net.table, net.params, net.grads, state0, state1, self.x, self._target, self._labels,
                 self._weights, self._in_order if order is None else order, self.batch_size, self._code,
                 self._reduction, self.l2,
                 opt.kind, opt.hyper, opt.step_count + 1, self._no_lrs if lrs is None else lrs, self._x_batch,
-                self._target_batch, self._labels_batch, self._weights_batch, net._workspace(self._rows))
+                self._target_batch, self._labels_batch, self._weights_batch, net._workspace(self._rows),
+                accuracy)
         steps = -(-self.n // self.batch_size) if bad_batch < 0 else bad_batch
         opt.step_count += steps
         if lrs is not None and steps:
             opt.lr = lrs[steps - 1]  # as the layer path leaves it
-        return total, bad_batch
+        return total, bad_batch, None if accuracy == network.NO_ACCURACY else int(correct)

@@ -8,13 +8,15 @@ the model's parameters, losses the compiled step does not compute).
 `fit` trains through one of two objects with the same interface, built once
 per call from checked data: `FusedEpochs` (fastbp/_fused.py) when the whole
 network runs as one compiled call, `LayerEpochs` here otherwise. Each holds
-`x`, `y`, `n` and `batch_size`, and `run(order, interrupt)` trains one epoch,
-returning the summed loss and the first batch whose loss or update was not
-finite (-1 when none was).
+`x`, `y`, `n` and `batch_size`, and `run(order, interrupt, lrs, accuracy)`
+trains one epoch, returning the summed loss, the first batch whose loss or
+update was not finite (-1 when none was) and the count of right predictions
+(None when not counted).
 """
 import math
 
 from .kernels import optim as optim_kernels
+from .kernels.network import NO_ACCURACY
 
 
 def forward(layers, x, training=False):
@@ -55,14 +57,19 @@ def train_step(layers, x, y, loss, optimizer, l2=0.0, weights=None):
     A loss that is not finite stops before the backward pass, and an update
     that would not be finite changes nothing and returns inf (as the fused
     step does). `weights`: per-row weights for the loss, or None."""
+    return _train_step(layers, x, y, loss, optimizer, l2, weights)[0]
+
+
+def _train_step(layers, x, y, loss, optimizer, l2, weights):
+    """train_step's (loss, the forward pass's prediction)."""
     pred = forward(layers, x, training=True)
     value = loss.forward(pred, y, weights)
     if not math.isfinite(value):
-        return value
+        return value, pred
     backward(layers, loss.backward())
     if l2:
         value += add_l2(layers, l2, loss, pred.shape[0])
-    return value if optimizer._step() else math.inf
+    return (value if optimizer._step() else math.inf), pred
 
 
 class LayerEpochs:
@@ -72,21 +79,28 @@ class LayerEpochs:
         self.n = x.shape[0]
         self.batch_size = self.n if batch_size is None else batch_size
 
-    def run(self, order, interrupt, lrs=None):
+    def run(self, order, interrupt, lrs=None, accuracy=NO_ACCURACY):
         """One epoch over the rows in `order` (None: as stored), one
         `train_step` a batch; `lrs`: a learning rate per batch, or None for
-        the optimizer's. A Ctrl-C (`interrupt`) takes effect between two steps."""
+        the optimizer's; `accuracy`: what FusedEpochs.run counts, counted
+        alike. A Ctrl-C (`interrupt`) takes effect between two steps."""
+        from .training import count_correct
+
         x, y, n, batch_size, loss = self.x, self.y, self.n, self.batch_size, self.loss
         total = 0.0
+        correct = None if accuracy == NO_ACCURACY else 0
         for lo in range(0, n, batch_size):
             idx = slice(lo, lo + batch_size) if order is None else order[lo:lo + batch_size]
             if lrs is not None:
                 self.optimizer.lr = lrs[lo // batch_size]
-            batch_loss = train_step(self.layers, x[idx], y[idx], loss, self.optimizer, self.l2,
-                                    None if self.weights is None else self.weights[idx])
+            batch_loss, pred = _train_step(self.layers, x[idx], y[idx], loss, self.optimizer, self.l2,
+                                           None if self.weights is None else self.weights[idx])
             if not math.isfinite(batch_loss):
-                return batch_loss, lo // batch_size
+                return batch_loss, lo // batch_size, correct
             rows = min(lo + batch_size, n) - lo
             total += batch_loss * rows if loss.reduction == "mean" else batch_loss
+            if correct is not None:
+                batch_correct = count_correct(pred, y[idx], accuracy)
+                correct = None if batch_correct is None else correct + batch_correct
             interrupt.raise_if_pending()
-        return total, -1
+        return total, -1, correct

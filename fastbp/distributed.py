@@ -275,6 +275,7 @@ class _ParallelEpochs:
         self._labels = labels
         self._work = net._workspace(-(-self.batch_size // parallel.shards))
         self._loss_buffer = np.zeros(1)
+        self._accuracy, self._correct = network_kernels.NO_ACCURACY, 0
         self._no_weights = np.empty(0, np.float64)
         self.comm = parallel.comm
         # each layer's weights and bias: one contiguous slice of the flat gradient buffer
@@ -298,6 +299,14 @@ class _ParallelEpochs:
         total = float(np.sum(self.weights[rows]))
         return float(np.sum(self.weights[shard_rows])) / total if total > 0 else 0.0
 
+    def _count(self, shard, work):
+        """Add the shard's right predictions (kernels/network.py count_correct)
+        after its forward pass in `work`."""
+        if self._accuracy != network_kernels.NO_ACCURACY:
+            x, target, labels, _ = shard
+            self._correct += network_kernels.count_correct(self.network.table, work, x.shape[0], self._accuracy,
+                                                           target, labels, self.network.narrow)
+
     def _shard_arrays(self, shard_rows):
         """(x, target, labels, weights) of the shard's rows, as the compiled step takes them."""
         net, y = self.network, self.y[shard_rows]
@@ -311,8 +320,10 @@ class _ParallelEpochs:
         if len(shard_rows) == 0:
             grads[...] = 0
             return 0.0
-        value = net.kernels.forward_backward(net.table, net.params, net.grads, *self._shard_arrays(shard_rows),
-                                             self._code, self.loss._reduction, 0.0, self._work)
+        shard = self._shard_arrays(shard_rows)
+        value = net.kernels.forward_backward(net.table, net.params, net.grads, *shard, self._code,
+                                             self.loss._reduction, 0.0, self._work)
+        self._count(shard, self._work)
         share = self._share(rows, shard_rows)
         if grads is not net.grads:
             grads[...] = net.grads
@@ -332,6 +343,7 @@ class _ParallelEpochs:
             x = shard[0]
             value = network_kernels.network_forward_loss(table, params, *shard, self._code, self.loss._reduction,
                                                          self._work)
+            self._count(shard, self._work)
         share = self._share(rows, shard_rows)
         self._loss_buffer[0] = value * share
         parallel._allreduce(self._loss_buffer)  # first, so that every rank stops on a non-finite loss
@@ -397,6 +409,8 @@ class _ParallelEpochs:
             return 0.0
         weights = None if self.weights is None else self.weights[mine]
         value = net.step(self.x[mine], self.y[mine], self.loss, self.optimizer, self.l2, weights)
+        if np.isfinite(value):
+            self._count(self._shard_arrays(mine), net.work)
         return value * self._share(rows, mine) if np.isfinite(value) else value
 
     def _average(self, buffers):
@@ -405,10 +419,11 @@ class _ParallelEpochs:
                 self.parallel._allreduce(buffer)
                 buffer *= buffer.dtype.type(1.0 / self.parallel.size)
 
-    def run(self, order, interrupt, lrs=None):
+    def run(self, order, interrupt, lrs=None, accuracy=network_kernels.NO_ACCURACY):
         parallel = self.parallel
         order = np.arange(self.n) if order is None else order
         total = 0.0
+        self._accuracy, self._correct = accuracy, 0
         for k, lo in enumerate(range(0, self.n, self.batch_size)):
             rows = order[lo:lo + self.batch_size]
             if lrs is not None:
@@ -422,7 +437,7 @@ class _ParallelEpochs:
                 if np.isfinite(value) and (k + 1) % parallel.local_sgd == 0:
                     self._average([self.network.params])
             if not np.isfinite(value):
-                return value, k
+                return value, k, None
             total += value * len(rows) if self._mean else value
         if parallel.local_sgd is not None:
             # the ranks leave every epoch identical: parameters and optimizer
@@ -430,4 +445,8 @@ class _ParallelEpochs:
             self._average([self.network.params, *self.optimizer.flat_state])
             self.optimizer.step_count = parallel._collective("allreduce", parallel.comm.allreduce,
                                                              self.optimizer.step_count, op=_mpi().MAX)
-        return total, -1
+        if accuracy == network_kernels.NO_ACCURACY:
+            return total, -1, None
+        # each rank counted its shards' rows: the sum is every row's, once
+        correct = parallel._collective("allreduce", parallel.comm.allreduce, self._correct, op=_mpi().SUM)
+        return total, -1, int(correct)

@@ -263,7 +263,7 @@ class _FastbpMLP:
                         velocity = opt.flat_state[0]
                         velocity *= opt.lr / sk_opt.learning_rate
                     opt.lr = sk_opt.learning_rate
-                total, bad_batch = epochs.run(sample_idx if self.shuffle else None, None)
+                total, bad_batch, _ = epochs.run(sample_idx if self.shuffle else None, None)
                 if bad_batch >= 0:
                     # the parameters are those before the batch that went
                     # non-finite; scikit-learn raises this after such a fit

@@ -29,6 +29,7 @@ from ._validation import check_positive_int
 _deterministic = False
 _blas_limiter = None  # restores the BLAS limits that deterministic mode replaced
 _controller = None  # blas_threads_for's, made once: making one rescans every loaded library (~1 ms)
+_libraries = None  # its BLAS libraries
 
 # Below this many multiply-adds in one forward pass over a batch (the batch
 # times the sum of in x out over the layers), `fit` trains on one BLAS thread
@@ -49,14 +50,31 @@ def blas_threads_for(forward_macs):
     """BLAS on one thread meanwhile when `forward_macs` is below
     ONE_BLAS_THREAD_BELOW_MACS; the thread counts as they were afterwards.
     The choice depends on the sizes alone, so results stay reproducible."""
-    global _controller
     if forward_macs >= ONE_BLAS_THREAD_BELOW_MACS or _deterministic:
         yield
         return
-    if _controller is None:
-        _controller = _blas_controller()
-    with _controller.limit(limits=1, user_api="blas"):
+    # each library's own get / set calls, paid once an epoch: threadpoolctl's
+    # limit() re-reads every library's state, 40 us a call against 15 here
+    # (python benchmarks/blas_threads.py --calls)
+    libraries = _blas_libraries()
+    before = [library.get_num_threads() for library in libraries]
+    for library, threads in zip(libraries, before):
+        if threads != 1:
+            library.set_num_threads(1)
+    try:
         yield
+    finally:
+        for library, threads in zip(libraries, before):
+            if threads != 1:
+                library.set_num_threads(threads)
+
+
+def _blas_libraries():
+    global _controller, _libraries
+    if _libraries is None:
+        _controller = _controller or _blas_controller()
+        _libraries = _controller.select(user_api="blas").lib_controllers
+    return _libraries
 
 
 def _blas_controller():

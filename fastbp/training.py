@@ -12,6 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import _layer_path
+from .kernels import network as network_kernels
 from ._cuda import to_numpy
 from ._validation import check_finite_float, check_positive_int, check_rng, check_training_data, numeric_array
 from .losses import BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, Loss
@@ -51,8 +52,8 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
     early_stopping : a fastbp.EarlyStopping.
     metrics : callables metric(y_true, y_pred) on the targets and the model's
         outputs, as a list (named by __name__) or a dict name -> callable;
-        recorded for the training data after each epoch, and for the
-        validation data as "val_<name>".
+        recorded for the training data after each epoch (a forward pass over
+        all of x), and for the validation data as "val_<name>".
     initial_epoch : the first epoch's number, to resume a saved run.
     sample_weight : (n,) weights >= 0, one per row: each batch's loss is
         sum_i w_i l_i, divided by sum_i w_i under "mean" (times the outputs
@@ -79,7 +80,10 @@ def fit(model, x, y, *, loss, optimizer, epochs=1, batch_size=None, shuffle=True
     history : dict of per-epoch lists "loss" (the epoch's batch losses
     combined in the loss's reduction: the mean over all samples for "mean",
     the sum for "sum" / "half_sum"; parameters change between batches),
-    "accuracy" (classification, after the epoch), "val_loss",
+    "accuracy" (classification: the fraction of the epoch's predictions
+    that were right, each batch's from its step's forward pass before the
+    update, as the loss is taken and as Keras reports it; no second pass
+    over the data), "val_loss",
     "val_accuracy", "lr" (the learning rate of the epoch's last step),
     "seconds" and one list per metric; "epochs" (the epoch numbers run),
     "stop_reason" (why training ended) and "best_epoch" (early stopping's
@@ -158,9 +162,12 @@ def _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, 
     for name in metrics:
         history[name], history["val_" + name] = [], []
     history.update(stop_reason=f"ran every epoch up to {epochs}", best_epoch=None)
-    # a forward pass over all of x per epoch, only when it gives an accuracy or a metric
-    has_accuracy = accuracy_kind(data.y, loss) is not None
+    # the accuracy is counted as the epoch trains; a forward pass over all of
+    # x after the epoch only for the metrics
     n = data.n
+    accuracy_rule = accuracy_code(data.y, loss)
+    total_outputs = n * (data.y.shape[1] if accuracy_rule >= network_kernels.BINARY_PROBABILITY
+                         and data.y.ndim == 2 else 1)
     steps = -(-n // data.batch_size)
     if shuffle:
         for _ in range(initial_epoch):
@@ -178,17 +185,19 @@ def _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, 
                 lrs = np.ascontiguousarray(schedule.step_lrs(epoch, steps), np.float64)
             elif schedule is not None:
                 optimizer.lr = schedule.lr(epoch)
-            total, bad_batch = data.run(rng.permutation(n) if shuffle else None, interrupt, lrs)
+            total, bad_batch, correct = data.run(rng.permutation(n) if shuffle else None, interrupt, lrs,
+                                                 accuracy_rule)
             if bad_batch >= 0:
                 raise NonFiniteLossError(epoch, bad_batch, data.batch_size, total, history)
             history["seconds"].append(time.perf_counter() - start)
             history["epochs"].append(epoch)
             history["lr"].append(optimizer.lr)
             history["loss"].append(total / n if loss.reduction == "mean" else total)
-            pred = model._forward(data.x) if has_accuracy or metrics else None
-            history["accuracy"].append(accuracy(pred, data.y, loss) if has_accuracy else None)
-            for name, metric in metrics.items():
-                history[name].append(metric(data.y, to_numpy(pred)))
+            history["accuracy"].append(None if correct is None else correct / total_outputs)
+            if metrics:
+                pred = to_numpy(model._forward(data.x))
+                for name, metric in metrics.items():
+                    history[name].append(metric(data.y, pred))
             if validation_data is not None:
                 val_pred = model._forward(validation_data[0])
                 history["val_loss"].append(loss.forward(val_pred, validation_data[1]))
@@ -352,6 +361,33 @@ def accuracy_kind(y, loss):
     if y.ndim == 2 and y.shape[1] > 1 and (isinstance(loss, CrossEntropyLoss) or np.all((y == 0) | (y == 1))):
         return "one-hot"
     return None
+
+
+def accuracy_code(y, loss):
+    """accuracy_kind as the code the compiled epoch counts by (kernels/network.py
+    count_correct); NO_ACCURACY when the task is not classification."""
+    kind = accuracy_kind(y, loss)
+    if kind == "binary":
+        return network_kernels.BINARY_PROBABILITY if isinstance(loss, BCELoss) else network_kernels.BINARY_LOGIT
+    return {"labels": network_kernels.LABELS_ARGMAX, "one-hot": network_kernels.ONE_HOT_ARGMAX}.get(
+        kind, network_kernels.NO_ACCURACY)
+
+
+def count_correct(pred, y, code):
+    """count_correct's rule on arrays: pred (B, C) and y's rows (B,) or (B, C);
+    None when pred's shape does not fit the rule (a layer-path model may
+    output anything)."""
+    pred, y = to_numpy(pred), to_numpy(y)
+    if code == network_kernels.NO_ACCURACY or pred.ndim != 2:
+        return None
+    if code == network_kernels.LABELS_ARGMAX:
+        return int(np.count_nonzero(np.argmax(pred, axis=1) == y))
+    if pred.shape != y.shape:
+        return None
+    if code == network_kernels.ONE_HOT_ARGMAX:
+        return int(np.count_nonzero(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
+    threshold = 0.5 if code == network_kernels.BINARY_PROBABILITY else 0.0
+    return int(np.count_nonzero((pred > threshold) == (y > 0.5)))
 
 
 def accuracy(pred, y, loss):

@@ -233,3 +233,24 @@ def float32_from_bits(typingctx, bits):
             value = builder.trunc(value, ir.IntType(32))
         return builder.bitcast(value, ir.FloatType())
     return types.float32(bits), codegen
+
+
+@intrinsic
+def float64_bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64 (a bitcast, vectorisable)."""
+    if x != types.float64:
+        return None
+    return types.int64(types.float64), lambda context, builder, sig, args: builder.bitcast(
+        args[0], ir.IntType(64))
+
+
+@intrinsic
+def float64_from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are the integer `bits` (int64)."""
+    if not isinstance(bits, types.Integer):
+        return None
+
+    def codegen(context, builder, sig, args):
+        value = context.cast(builder, args[0], sig.args[0], types.int64)
+        return builder.bitcast(value, ir.DoubleType())
+    return types.float64(bits), codegen

@@ -9,7 +9,8 @@ Gradients are computed in the input's dtype, as torch does.
 """
 import numpy as np
 
-from ._jit import jit, jit_sum
+from ._jit import inline, jit, jit_sum
+from .activations import exp_nonpositive_float64
 
 MEAN, SUM, HALF_SUM, SKLEARN = 0, 1, 2, 3
 REDUCTIONS = ("mean", "sum", "half_sum", "sklearn")
@@ -118,48 +119,70 @@ def bce_with_logits_backward(logits, target, reduction, grad_logits):
 # -- softmax cross-entropy -----------------------------------------------------
 # log-sum-exp with the row maximum subtracted: no overflow for any finite row.
 # Targets are class indices (B,) or per-class probabilities (B, C), one pair
-# of kernels for each.
+# of kernels for each. The batch's exponentials are computed once, into
+# float64 scratch, by exp_nonpositive_float64 (every exponent is <= 0) in one
+# vector loop: libm's exp is a call per value that keeps a loop scalar, 2.2x
+# slower on (256, 10) float32 logits with one call per value (python
+# benchmarks/step_costs.py); these kernels called it three times per value.
 
-@jit
-def _row_max_sumexp(logits, i):
-    """(m, s): the row's maximum and s = sum_c exp(z_c - m), in float64; s is
-    NaN when m is not finite."""
-    row_max = -np.inf
-    for c in range(logits.shape[1]):
-        row_max = max(row_max, np.float64(logits[i, c]))
-    if not np.isfinite(row_max):
-        return (row_max if row_max == row_max else np.nan), np.nan
-    total = 0.0
-    for c in range(logits.shape[1]):
-        total += np.exp(np.float64(logits[i, c]) - row_max)
-    return row_max, total
+@inline
+def _softmax_terms(logits):
+    """(exps (B, C), row_max (B,), total (B,)), in float64: each row's maximum
+    m, exp(z_c - m) for each of its values and their sum s, added in order (it
+    never depends on the vector width). For a row whose maximum is not
+    finite, s is NaN and exps holds exp(z_c - m): NaN or 0, as numpy gives."""
+    batch, width = logits.shape
+    exps = np.empty((batch, width), np.float64)
+    row_max = np.empty(batch, np.float64)
+    total = np.empty(batch, np.float64)
+    all_finite = True
+    for i in range(batch):
+        m = -np.inf
+        for c in range(width):
+            m = max(m, np.float64(logits[i, c]))
+        row_max[i] = m
+        all_finite &= np.isfinite(m)
+        for c in range(width):
+            shifted = np.float64(logits[i, c]) - m
+            exps[i, c] = -1080.0 if shifted < -1080.0 else shifted  # -inf logits give 0; NaN passes
+    flat = exps.ravel()
+    for k in range(flat.shape[0]):  # one vector loop over the batch: rows of 10 are too short for one
+        flat[k] = exp_nonpositive_float64(flat[k])
+    for i in range(batch):
+        m = row_max[i]
+        if not all_finite and not np.isfinite(m):
+            for c in range(width):
+                exps[i, c] = np.exp(np.float64(logits[i, c]) - m)
+            row_max[i] = m if m == m else np.nan
+            total[i] = np.nan
+            continue
+        row_total = 0.0
+        for c in range(width):
+            row_total += exps[i, c]
+        total[i] = row_total
+    return exps, row_max, total
 
 
-@jit
-def _row_logsumexp(logits, i):
-    row_max, total = _row_max_sumexp(logits, i)
-    if not np.isfinite(row_max):
-        return row_max
-    return row_max + np.log(total)
+@inline
+def _logsumexp(row_max, total, i):
+    return row_max[i] if not np.isfinite(row_max[i]) else row_max[i] + np.log(total[i])
 
 
-@jit
-def _softmax(logits, i, c, row_max, total):
+@inline
+def _softmax(exps, i, c, row_max, total):
     """softmax(z)_c as exp(z_c - m) / s: exp(z_c - logsumexp) would lose
     log(s) to absorption once |m| dwarfs it (1e16 in float64), turning two
     tied maxima's 0.5 into 1."""
-    z = np.float64(logits[i, c])
-    if not np.isfinite(row_max):
-        return np.exp(z - row_max)  # inf / NaN rows: NaN or 0, as numpy gives
-    return np.exp(z - row_max) / total
+    return exps[i, c] if not np.isfinite(row_max[i]) else exps[i, c] / total[i]
 
 
 # logits (B, C), labels (B,) int, reduction
 @jit
 def softmax_cross_entropy_forward(logits, labels, reduction):
+    exps, row_max, sum_exp = _softmax_terms(logits)
     total = 0.0
     for i in range(logits.shape[0]):
-        total += _row_logsumexp(logits, i) - np.float64(logits[i, labels[i]])
+        total += _logsumexp(row_max, sum_exp, i) - np.float64(logits[i, labels[i]])
     return _reduce(total, logits.shape[0], reduction)
 
 
@@ -170,20 +193,38 @@ def softmax_cross_entropy_forward(logits, labels, reduction):
 def softmax_cross_entropy_backward(logits, labels, reduction, grad_logits):
     batch = logits.shape[0]
     scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
+    exps, row_max, total = _softmax_terms(logits)
     for i in range(batch):
-        row_max, total = _row_max_sumexp(logits, i)
         label = labels[i]
         for c in range(logits.shape[1]):
-            softmax = _softmax(logits, i, c, row_max, total)
+            softmax = _softmax(exps, i, c, row_max, total)
             grad_logits[i, c] = scale * (softmax - 1.0 if c == label else softmax)
+
+
+# Both in one pass, each exponential computed once: the same values as the
+# forward, then the backward (the fused step's loss, kernels/network.py).
+@jit
+def softmax_cross_entropy_forward_backward(logits, labels, reduction, grad_logits):
+    batch = logits.shape[0]
+    scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
+    exps, row_max, total = _softmax_terms(logits)
+    value = 0.0
+    for i in range(batch):
+        label = labels[i]
+        value += _logsumexp(row_max, total, i) - np.float64(logits[i, label])
+        for c in range(logits.shape[1]):
+            softmax = _softmax(exps, i, c, row_max, total)
+            grad_logits[i, c] = scale * (softmax - 1.0 if c == label else softmax)
+    return _reduce(value, batch, reduction)
 
 
 # logits (B, C), target_probs (B, C), reduction
 @jit
 def soft_cross_entropy_forward(logits, target_probs, reduction):
+    exps, row_max, sum_exp = _softmax_terms(logits)
     total = 0.0
     for i in range(logits.shape[0]):
-        lse = _row_logsumexp(logits, i)
+        lse = _logsumexp(row_max, sum_exp, i)
         for c in range(logits.shape[1]):
             t = np.float64(target_probs[i, c])
             if t != 0.0:
@@ -197,13 +238,13 @@ def soft_cross_entropy_forward(logits, target_probs, reduction):
 def soft_cross_entropy_backward(logits, target_probs, reduction, grad_logits):
     batch = logits.shape[0]
     scale = 1.0 / max(batch, 1) if reduction == MEAN else 1.0
+    exps, row_max, total = _softmax_terms(logits)
     for i in range(batch):
-        row_max, total = _row_max_sumexp(logits, i)
         target_mass = 0.0
         for c in range(logits.shape[1]):
             target_mass += np.float64(target_probs[i, c])
         for c in range(logits.shape[1]):
-            softmax = _softmax(logits, i, c, row_max, total)
+            softmax = _softmax(exps, i, c, row_max, total)
             grad_logits[i, c] = scale * (softmax * target_mass - np.float64(target_probs[i, c]))
 
 
@@ -233,6 +274,8 @@ def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, w
             norm += np.float64(weights[i])
         if reduction == MEAN and elementwise:
             norm *= width
+    cross_entropy = loss_code == CROSS_ENTROPY_LABELS or loss_code == CROSS_ENTROPY_SOFT
+    exps, row_max, sum_exp = _softmax_terms(pred if cross_entropy else pred[:0])
     total = 0.0
     for i in range(batch):
         weight = 1.0 if unweighted else np.float64(weights[i])
@@ -241,9 +284,8 @@ def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, w
             for c in range(width):
                 grad_pred[i, c] = 0.0
             continue
-        if loss_code == CROSS_ENTROPY_LABELS or loss_code == CROSS_ENTROPY_SOFT:
-            row_max, sum_exp = _row_max_sumexp(pred, i)
-            lse = _row_logsumexp(pred, i)
+        if cross_entropy:
+            lse = _logsumexp(row_max, sum_exp, i)
             mass = 1.0
             if loss_code == CROSS_ENTROPY_LABELS:
                 value = lse - np.float64(pred[i, labels[i]])
@@ -256,7 +298,7 @@ def weighted_loss_forward_backward(loss_code, reduction, pred, target, labels, w
                     if t != 0.0:
                         value -= t * (np.float64(pred[i, c]) - lse)
             for c in range(width):
-                softmax = _softmax(pred, i, c, row_max, sum_exp)
+                softmax = _softmax(exps, i, c, row_max, sum_exp)
                 t = (1.0 if c == labels[i] else 0.0) if loss_code == CROSS_ENTROPY_LABELS else np.float64(
                     target[i, c])
                 grad_pred[i, c] = scale * (softmax * mass - t)

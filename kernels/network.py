@@ -43,8 +43,8 @@ from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_
 from .losses import (MEAN, SKLEARN, bce_backward, bce_forward, bce_with_logits_backward,
                      bce_with_logits_forward,
                      mse_backward, mse_forward, soft_cross_entropy_backward,
-                     soft_cross_entropy_forward, softmax_cross_entropy_backward,
-                     softmax_cross_entropy_forward, weighted_loss_forward_backward)
+                     soft_cross_entropy_forward, softmax_cross_entropy_forward_backward,
+                     weighted_loss_forward_backward)
 from .losses import BCE, BCE_WITH_LOGITS, CROSS_ENTROPY_LABELS, CROSS_ENTROPY_SOFT, MSE  # noqa: F401
 from .optim import (LR, MAX_GRAD_NORM, add_l2, l2_loss_term, clip_coefficient, scale, sum_of_squares, update,
                     update_is_finite)
@@ -238,8 +238,7 @@ def loss_forward_backward(loss_code, reduction, pred, target, labels, weights, g
         value = bce_with_logits_forward(flat_pred, flat_target, reduction)
         bce_with_logits_backward(flat_pred, flat_target, reduction, flat_grad)
     elif loss_code == CROSS_ENTROPY_LABELS:
-        value = softmax_cross_entropy_forward(pred, labels, reduction)
-        softmax_cross_entropy_backward(pred, labels, reduction, grad_pred)
+        value = softmax_cross_entropy_forward_backward(pred, labels, reduction, grad_pred)
     else:
         value = soft_cross_entropy_forward(pred, target, reduction)
         soft_cross_entropy_backward(pred, target, reduction, grad_pred)
@@ -499,13 +498,15 @@ def _train_step(table, params, grads, state0, state1, x, target, labels, weights
 # first of them step number `step`. `lrs` (one learning rate per batch, for
 # a schedule that changes it every step) or (0,) for hyper[LR] throughout.
 # Returns (the sum over batches of loss * rows (reduction MEAN) or of loss,
-# the index of the first batch whose loss was not finite, or -1). The epoch
-# stops at that batch, whose step changed nothing.
+# the index of the first batch whose loss was not finite, or -1, and the
+# count_correct of every batch under `accuracy`, a code of the accuracy
+# rules below). The epoch stops at that batch, whose step changed nothing.
 @inline
 def _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
                  loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                 weights_batch, work, batch_inner):
+                 weights_batch, work, accuracy, batch_inner):
     n = order.shape[0]
+    correct = 0
     has_target = target.shape[0] != 0
     has_labels = labels.shape[0] != 0
     has_weights = weights.shape[0] != 0
@@ -535,11 +536,14 @@ def _train_epoch(table, params, grads, state0, state1, x, target, labels, weight
             weights_batch[:rows] if has_weights else weights_batch[:0],
             loss_code, reduction, l2, kind, step_hyper, step + lo // batch_size, work, batch_inner)
         if not np.isfinite(value):
-            return value, lo // batch_size
+            return value, lo // batch_size, correct
         # the epoch's loss in the batches' reduction: a sum of sums, or a
         # sum of means weighted by rows (the caller divides by n)
         total += value * rows if reduction == MEAN or reduction == SKLEARN else value
-    return total, -1
+        if accuracy != NO_ACCURACY:
+            correct += count_correct(table, work, rows, accuracy, target_batch[:rows], labels_batch[:rows],
+                                     batch_inner)
+    return total, -1, correct
 
 
 @jit
@@ -572,19 +576,77 @@ def narrow_network_train_step(table, params, grads, state0, state1, x, target, l
 @jit
 def network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
                         loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                        weights_batch, work):
+                        weights_batch, work, accuracy):
     return _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
                         loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                        weights_batch, work, False)
+                        weights_batch, work, accuracy, False)
 
 
 @jit
 def narrow_network_train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order,
                                batch_size, loss_code, reduction, l2, kind, hyper, step, lrs, x_batch,
-                               target_batch, labels_batch, weights_batch, work):
+                               target_batch, labels_batch, weights_batch, work, accuracy):
     return _train_epoch(table, params, grads, state0, state1, x, target, labels, weights, order, batch_size,
                         loss_code, reduction, l2, kind, hyper, step, lrs, x_batch, target_batch, labels_batch,
-                        weights_batch, work, True)
+                        weights_batch, work, accuracy, True)
+
+
+# -- accuracy, counted as an epoch trains ----------------------------------------
+# Each batch's predictions from its step's forward pass (before the update),
+# as the epoch's loss is taken: Keras's training accuracy, with no second
+# pass over the data. The rule (fastbp/training.py accuracy_kind) as a code:
+# the arg-max (numpy's: the first maximum, or the first NaN) against the
+# label or the target row's arg-max, or each output against the target
+# above 0.5, thresholded at 0.5 (probabilities) or 0 (logits).
+NO_ACCURACY, LABELS_ARGMAX, ONE_HOT_ARGMAX, BINARY_PROBABILITY, BINARY_LOGIT = range(5)
+
+
+@jit
+def _argmax(rows, i, transposed):
+    """numpy's argmax of row i of rows (B, C), or of column i of rows (C, B)."""
+    width = rows.shape[0] if transposed else rows.shape[1]
+    best = 0
+    best_value = rows[0, i] if transposed else rows[i, 0]
+    if best_value != best_value:
+        return 0
+    for c in range(1, width):
+        value = rows[c, i] if transposed else rows[i, c]
+        if value != value:
+            return c
+        if value > best_value:
+            best, best_value = c, value
+    return best
+
+
+# work after a step on a batch of `batch` rows, target (B, out_L) or (0, 0),
+# labels (B,) or (0,) -> how many of the batch's predictions are right under
+# `accuracy` (a code above; for the binary rules, how many outputs)
+@jit
+def count_correct(table, work, batch, accuracy, target, labels, batch_inner):
+    n_layers = table.shape[0]
+    n_last = table[n_layers - 1, OUT_FEATURES]
+    outs = split_workspace(table, batch, work)[0]
+    if table[n_layers - 1, DROPOUT_THRESHOLD] != 0:
+        dropped = dropped_workspace(table, batch, work)
+        pred = _dropped_t(table, dropped, batch, n_layers - 1) if batch_inner else _dropped(
+            table, dropped, batch, n_layers - 1)
+    elif batch_inner:
+        pred = view2d(outs, outs.shape[0] - batch * n_last, n_last, batch)
+    else:
+        pred = _output(table, outs, batch, n_layers - 1)
+    correct = 0
+    if accuracy == LABELS_ARGMAX or accuracy == ONE_HOT_ARGMAX:
+        for i in range(batch):
+            want = labels[i] if accuracy == LABELS_ARGMAX else _argmax(target, i, False)
+            correct += _argmax(pred, i, batch_inner) == want
+    elif accuracy == BINARY_PROBABILITY or accuracy == BINARY_LOGIT:
+        threshold = pred.dtype.type(0.5 if accuracy == BINARY_PROBABILITY else 0.0)
+        half = target.dtype.type(0.5)
+        for i in range(batch):
+            for c in range(n_last):
+                value = pred[c, i] if batch_inner else pred[i, c]
+                correct += (value > threshold) == (target[i, c] > half)
+    return correct
 
 
 class EntryPoints(NamedTuple):

@@ -4,8 +4,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import given, strategies as st
+from numba import njit
 
 import fastbp
+from fastbp import kernels
+from fastbp.kernels.activations import exp_nonpositive_float64
+from fastbp.kernels.losses import softmax_cross_entropy_forward_backward
 from conftest import DTYPES, LAYOUTS, assert_close, ref, with_layout
 
 shapes = st.tuples(st.integers(1, 200), st.integers(1, 12))
@@ -93,3 +97,54 @@ def test_losses_finite_at_extreme_inputs(dtype, big):
     expected = F.binary_cross_entropy(torch.tensor(probs), torch.tensor([1.0, 0.0, 1.0], dtype=torch.tensor(probs).dtype))
     np.testing.assert_allclose(value, expected.item(), rtol=1e-6)
     assert np.all(np.isfinite(bce.backward()))
+
+
+@njit(error_model="numpy")
+def _exp_nonpositive(x, out):
+    for i in range(x.shape[0]):
+        out[i] = exp_nonpositive_float64(x[i])
+
+
+def test_softmax_exp_is_within_one_ulp_of_exact():
+    # softmax's exponentials (kernels/activations.py exp_nonpositive_float64)
+    # against exp in x87 extended precision, rounded once; [-1080, 0] covers
+    # the subnormal results down to underflow
+    rng = np.random.default_rng(0)
+    x = np.concatenate([-np.linspace(0, 1080, 1_000_001), -rng.uniform(0, 1, 300_000) ** 3 * 745.2,
+                        -rng.uniform(0, 1e-6, 100_000), [0.0, -0.0, -5e-324, -745.1332191019411,
+                                                         -745.1332191019412, -708.3964185322641]])
+    out = np.empty_like(x)
+    _exp_nonpositive(x, out)
+    exact = np.exp(x.astype(np.longdouble))
+    ulp = np.abs(out.astype(np.longdouble) - exact) / np.spacing(exact.astype(np.float64)).astype(np.longdouble)
+    assert ulp.max() <= 1.0
+    assert np.mean(out != exact.astype(np.float64)) < 0.1
+    assert out[-3] == 5e-324 and out[-2] == 0.0  # the smallest subnormal, then underflow
+    special = np.array([np.nan, -1080.0])
+    _exp_nonpositive(special, special)
+    assert np.isnan(special[0]) and special[1] == 0.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_softmax_cross_entropy_in_one_pass_equals_forward_then_backward(dtype):
+    rng = np.random.default_rng(3)
+    logits = (rng.standard_normal((37, 10)) * 20).astype(dtype)
+    logits[3] = [np.inf] + [0.0] * 9
+    logits[5, 2] = -np.inf
+    logits[7, 4] = np.nan
+    labels = rng.integers(0, 10, 37)
+    for reduction in range(3):
+        grad, grad_fused = np.empty_like(logits), np.empty_like(logits)
+        value = kernels.softmax_cross_entropy_forward(logits, labels, reduction)
+        kernels.softmax_cross_entropy_backward(logits, labels, reduction, grad)
+        fused = softmax_cross_entropy_forward_backward(logits, labels, reduction, grad_fused)
+        np.testing.assert_array_equal(grad_fused, grad)
+        assert np.isnan(value) and np.isnan(fused)
+        finite = np.setdiff1d(np.arange(37), [3, 7])
+        sub = np.ascontiguousarray(logits[finite])
+        g1, g2 = np.empty_like(sub), np.empty_like(sub)
+        kernels.softmax_cross_entropy_backward(sub, labels[finite], reduction, g1)
+        assert softmax_cross_entropy_forward_backward(sub, labels[finite], reduction, g2) == \
+            kernels.softmax_cross_entropy_forward(sub, labels[finite], reduction)
+        np.testing.assert_array_equal(g1, g2)
+        assert np.all(np.isfinite(g1))

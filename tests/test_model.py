@@ -1,5 +1,6 @@
 """Sequential models of depth 1..4 against torch.nn, and the float64 finite-difference check."""
 import numpy as np
+import pytest
 import torch
 from hypothesis import given, strategies as st
 
@@ -93,20 +94,63 @@ def test_fit_gd_sgd_and_minibatch_all_learn_blobs():
         assert len(history["loss"]) == epochs and history["loss"][-1] < history["loss"][0]
 
 
-def test_fit_runs_the_accuracy_forward_only_for_classification():
+def _running_accuracy(model, x, y, loss, optimizer, batch_size, kind):
+    """The accuracy fit reports, step by step: each batch's predictions
+    before its update, counted with numpy."""
+    right = total = 0
+    for lo in range(0, len(x), batch_size):
+        xb, yb = x[lo:lo + batch_size], y[lo:lo + batch_size]
+        pred = model.forward(xb)
+        if kind == "labels":
+            right += np.count_nonzero(np.argmax(pred, axis=1) == yb)
+        elif kind == "one-hot":
+            right += np.count_nonzero(np.argmax(pred, axis=1) == np.argmax(yb, axis=1))
+        else:
+            right += np.count_nonzero((pred > 0.0) == (yb > 0.5))
+        total += pred.size if kind == "binary" else len(xb)
+        model.train_step(xb, yb, loss, optimizer)
+    return right / total
+
+
+@pytest.mark.parametrize("widths", [[2, 5, 3], [4, 24, 3]])  # the batch-inner and the batch-major layout
+@pytest.mark.parametrize("fused", [None, False])
+def test_fit_counts_the_accuracy_as_it_trains_with_no_second_forward(widths, fused):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((40, 2)).astype(np.float32)
-    cases = [(fastbp.MSELoss(), rng.standard_normal((40, 3)), False),
-             (fastbp.MSELoss(), np.eye(3)[rng.integers(0, 3, 40)], True),  # one-hot rows
-             (fastbp.CrossEntropyLoss(), rng.integers(0, 3, 40), True)]
-    for loss, y, classification in cases:
-        model = random_model(np.random.default_rng(1), [2, 5, 3], ["tanh", "identity"], np.float32)
+    x = rng.standard_normal((43, widths[0])).astype(np.float32)
+    cases = [(fastbp.MSELoss(), rng.standard_normal((43, 3)), None),
+             (fastbp.MSELoss(), np.eye(3)[rng.integers(0, 3, 43)], "one-hot"),
+             (fastbp.CrossEntropyLoss(), rng.integers(0, 3, 43), "labels"),
+             (fastbp.BCEWithLogitsLoss(), rng.integers(0, 2, (43, 3)).astype(np.float64), "binary")]
+    for loss, y, kind in cases:
+        model = random_model(np.random.default_rng(1), widths, ["tanh", "identity"], np.float32)
+        twin = random_model(np.random.default_rng(1), widths, ["tanh", "identity"], np.float32)
         forwards = []
         plain_forward = model._forward
         model._forward = lambda inputs: forwards.append(len(inputs)) or plain_forward(inputs)
-        history = model.fit(x, y, loss=loss, optimizer=fastbp.SGD(model.parameters(), lr=0.01), epochs=2,
-                            batch_size=8, progress=False)
-        if classification:
-            assert forwards == [40, 40] and all(0 <= a <= 1 for a in history["accuracy"])
-        else:
-            assert forwards == [] and history["accuracy"] == [None, None]
+        history = model.fit(x, y, loss=loss, optimizer=fastbp.SGD(model.parameters(), lr=0.5), epochs=3,
+                            batch_size=8, shuffle=False, progress=False, fused=fused)
+        assert len(x) not in forwards  # (the layer path checks the output width on one row)
+        if kind is None:
+            assert history["accuracy"] == [None] * 3
+            continue
+        twin_optimizer = fastbp.SGD(twin.parameters(), lr=0.5)
+        expected = [_running_accuracy(twin, x, y, loss, twin_optimizer, 8, kind) for _ in range(3)]
+        assert history["accuracy"] == expected, (loss, kind)
+        assert len(set(expected)) > 1  # it moved as the model trained
+
+
+def test_the_running_accuracy_takes_nan_predictions_as_numpy_argmax_does():
+    # a NaN in a row of predictions: numpy's arg-max is the first NaN's column
+    from fastbp.kernels import network as network_kernels
+
+    model = random_model(np.random.default_rng(1), [4, 24, 3], ["tanh", "identity"], np.float32)
+    pred = np.array([[0.0, np.nan, 1.0], [np.nan, 2.0, 3.0], [1.0, 1.0, 0.0]], np.float32)
+    table = model.fused.table
+    work = np.zeros(3 * int(network_kernels.workspace_per_row(table)), np.float32)
+    outs = network_kernels.split_workspace(table, 3, work)[0]
+    outs[3 * 24:] = pred.ravel()
+    for labels in ([1, 0, 0], [2, 1, 1], [0, 2, 1]):
+        labels = np.array(labels)
+        assert network_kernels.count_correct(table, work, 3, network_kernels.LABELS_ARGMAX,
+                                             np.empty((0, 0), np.float32), labels, False) == \
+            np.count_nonzero(np.argmax(pred, axis=1) == labels)
