@@ -125,7 +125,9 @@ def bce_with_logits_backward(logits, target, reduction, grad_logits):
 # slower on (256, 10) float32 logits with one call per value (python
 # benchmarks/step_costs.py); these kernels called it three times per value.
 
-@inline
+# compiled once and called, not inlined: the five kernels below share it,
+# and an inlined copy in each added seconds to a cold start's compile
+@jit
 def _softmax_terms(logits):
     """(exps (B, C), row_max (B,), total (B,)), in float64: each row's maximum
     m, exp(z_c - m) for each of its values and their sum s, added in order (it
