@@ -211,46 +211,32 @@ def fma(typingctx, a, b, c):
     return a(a, b, c), lambda context, builder, sig, args: builder.fma(*args)
 
 
-@intrinsic
-def float32_bits(typingctx, x):
-    """The IEEE bits of a float32 as an int32 (a bitcast, vectorisable)."""
-    if x != types.float32:
-        return None
-    return types.int32(types.float32), lambda context, builder, sig, args: builder.bitcast(
-        args[0], ir.IntType(32))
+_BITS = {types.float32: (types.int32, 32), types.float64: (types.int64, 64)}
 
 
 @intrinsic
-def float32_from_bits(typingctx, bits):
-    """The float32 whose IEEE bits are the low 32 bits of the integer `bits`
-    (numba widens int32 arithmetic to int64; the truncation undoes it)."""
-    if not isinstance(bits, types.Integer):
+def float_bits(typingctx, x):
+    """The IEEE bits of a float32 or float64 as an int32 or int64 (a bitcast, vectorisable)."""
+    if x not in _BITS:
         return None
+    int_type, width = _BITS[x]
+    return int_type(x), lambda context, builder, sig, args: builder.bitcast(args[0], ir.IntType(width))
+
+
+@intrinsic
+def float_from_bits(typingctx, bits, like):
+    """The float of `like`'s type (float32 or float64) whose IEEE bits are the
+    low 32 or 64 bits of the integer `bits` (numba widens int32 arithmetic
+    to int64; the truncation undoes it)."""
+    if not isinstance(bits, types.Integer) or like not in _BITS:
+        return None
+    width = _BITS[like][1]
 
     def codegen(context, builder, sig, args):
         value = args[0]
-        if value.type.width > 32:
-            value = builder.trunc(value, ir.IntType(32))
-        return builder.bitcast(value, ir.FloatType())
-    return types.float32(bits), codegen
-
-
-@intrinsic
-def float64_bits(typingctx, x):
-    """The IEEE bits of a float64 as an int64 (a bitcast, vectorisable)."""
-    if x != types.float64:
-        return None
-    return types.int64(types.float64), lambda context, builder, sig, args: builder.bitcast(
-        args[0], ir.IntType(64))
-
-
-@intrinsic
-def float64_from_bits(typingctx, bits):
-    """The float64 whose IEEE bits are the integer `bits` (int64)."""
-    if not isinstance(bits, types.Integer):
-        return None
-
-    def codegen(context, builder, sig, args):
-        value = context.cast(builder, args[0], sig.args[0], types.int64)
-        return builder.bitcast(value, ir.DoubleType())
-    return types.float64(bits), codegen
+        if value.type.width > width:
+            value = builder.trunc(value, ir.IntType(width))
+        elif value.type.width < width:
+            value = builder.sext(value, ir.IntType(width))
+        return builder.bitcast(value, ir.FloatType() if width == 32 else ir.DoubleType())
+    return like(bits, like), codegen

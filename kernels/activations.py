@@ -15,8 +15,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._jit import (const_like, float32_bits, float32_from_bits, float64_bits, float64_from_bits, fma, inline, jit,
-                   ravel)
+from ._jit import const_like, float_bits, float_from_bits, fma, inline, jit, ravel
 
 IDENTITY, SIGMOID, RELU, TANH = 0, 1, 2, 3
 NAMES = ("identity", "sigmoid", "relu", "tanh")
@@ -67,9 +66,9 @@ def exp_nonpositive_float32(x):
     r = fma(-n, _LN2_LO_32, x - n * _LN2_HI_32)
     poly = fma(fma(fma(fma(fma(_P0, r, _P1), r, _P2), r, _P3), r, _P4), r, _P5)
     exp_r = fma(poly, r * r, r) + _ONE_32
-    k = float32_bits(shifted) - _ROUND_SHIFT_32_BITS  # n as an integer
+    k = float_bits(shifted) - _ROUND_SHIFT_32_BITS  # n as an integer
     half = k >> 1
-    return (exp_r * float32_from_bits((half + 127) << 23)) * float32_from_bits((k - half + 127) << 23)
+    return (exp_r * float_from_bits((half + 127) << 23, x)) * float_from_bits((k - half + 127) << 23, x)
 
 
 # The float64 twin, for softmax: libm's exp is a call that keeps the loop
@@ -95,9 +94,9 @@ def exp_nonpositive_float64(x):
     poly = fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(fma(_T13, r, _T12), r, _T11), r, _T10), r, _T9), r, _T8),
                                         r, _T7), r, _T6), r, _T5), r, _T4), r, _T3), r, _T2)
     exp_r = fma(poly, r * r, r) + 1.0
-    k = float64_bits(shifted) - _ROUND_SHIFT_64_BITS  # n as an integer
+    k = float_bits(shifted) - _ROUND_SHIFT_64_BITS  # n as an integer
     half = k >> 1
-    return (exp_r * float64_from_bits((half + 1023) << 52)) * float64_from_bits((k - half + 1023) << 52)
+    return (exp_r * float_from_bits((half + 1023) << 52, x)) * float_from_bits((k - half + 1023) << 52, x)
 
 
 def sigmoid(z):
