@@ -16,6 +16,7 @@ from fastbp.kernels import update_is_finite
 
 CASES = [((2, 5, 3), ("sigmoid", "sigmoid"), 210),
          ((64, 128, 128, 10), ("relu", "relu", "identity"), 32),
+         ((64, 512, 512, 10), ("relu", "relu", "identity"), 32),
          ((64, 512, 512, 10), ("relu", "relu", "identity"), 256),
          ((784, 256, 256, 10), ("relu", "relu", "identity"), 256)]
 
