@@ -60,6 +60,11 @@ from .kernels import network as network_kernels
 
 # seconds in one collective before a rank aborts the job: torch.distributed's default
 DEFAULT_TIMEOUT = 1800.0
+# mpiexec's proxy stops forwarding a rank's stderr once it handles that
+# rank's MPI_Abort, and on a busy host it can handle the abort before the
+# message that explains it: a rank that aborts first waits this long, so the
+# reason reaches the terminal (tests/test_distributed.py checks it does).
+ABORT_GRACE_SECONDS = 1.0
 
 # an exception every rank raises at the same point (the loss is reduced
 # before anyone acts on it), so it needs no abort
@@ -207,8 +212,7 @@ class DataParallel:
             print(f"fastbp.distributed: rank {self.rank} of {self.size} raised; aborting every rank",
                   file=sys.stderr)
             traceback.print_exception(exc, file=sys.stderr)
-            sys.stderr.flush()
-            self.comm.Abort(1)
+            _abort_job(self.comm)
 
     def _collective(self, name, call, *args, **kwargs):
         """call(*args, **kwargs), a collective named `name`, timed into
@@ -229,6 +233,18 @@ class DataParallel:
         self._collective("Allgather", self.comm.Allgather, send, receive)
 
 
+def _abort_job(comm, from_thread=False):
+    """Ends every rank of `comm`'s job, after what this rank wrote to stderr
+    has had ABORT_GRACE_SECONDS to reach mpiexec. A thread other than the
+    main one may call MPI only under MPI_THREAD_MULTIPLE; without it the
+    process exits and mpiexec ends the other ranks."""
+    sys.stderr.flush()
+    time.sleep(ABORT_GRACE_SECONDS)
+    if not from_thread or _mpi().Query_thread() == _mpi().THREAD_MULTIPLE:
+        comm.Abort(1)
+    os._exit(1)
+
+
 def _start_watchdog(parallel):
     """A daemon thread that aborts the job when `parallel` has waited longer
     than its timeout in one collective; it ends with `parallel`. mpi4py
@@ -247,10 +263,7 @@ def _start_watchdog(parallel):
                 name, rank, size, comm = waiting[0], parallel.rank, parallel.size, parallel.comm
                 print(f"fastbp.distributed: rank {rank} of {size} waited more than {timeout:g} s in {name} "
                       f"(another rank hung, stopped or died); aborting every rank", file=sys.stderr)
-                sys.stderr.flush()
-                if _mpi().Query_thread() == _mpi().THREAD_MULTIPLE:
-                    comm.Abort(1)
-                os._exit(1)  # without MPI_THREAD_MULTIPLE: mpiexec ends the other ranks
+                _abort_job(comm, from_thread=True)
             del parallel
 
     threading.Thread(target=watch, name="fastbp-collective-watchdog", daemon=True).start()
