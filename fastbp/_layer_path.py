@@ -15,8 +15,11 @@ update was not finite (-1 when none was) and the count of right predictions
 """
 import math
 
+import numpy as np
+
+from ._cuda import to_numpy
 from .kernels import optim as optim_kernels
-from .kernels.network import NO_ACCURACY
+from .kernels.network import BINARY_PROBABILITY, LABELS_ARGMAX, NO_ACCURACY, ONE_HOT_ARGMAX
 
 
 def forward(layers, x, training=False):
@@ -72,6 +75,24 @@ def _train_step(layers, x, y, loss, optimizer, l2, weights):
     return (value if optimizer._step() else math.inf), pred
 
 
+def count_correct(pred, y, code):
+    """kernels/network.py count_correct's rule (`code`) on arrays: how many of
+    pred's (B, C) predictions are right against y's rows (B,) or (B, C); None
+    when pred's shape does not fit the rule (a layer-path model may output
+    anything)."""
+    pred, y = to_numpy(pred), to_numpy(y)
+    if code == NO_ACCURACY or pred.ndim != 2:
+        return None
+    if code == LABELS_ARGMAX:
+        return int(np.count_nonzero(np.argmax(pred, axis=1) == y))
+    if pred.shape != y.shape:
+        return None
+    if code == ONE_HOT_ARGMAX:
+        return int(np.count_nonzero(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
+    threshold = 0.5 if code == BINARY_PROBABILITY else 0.0
+    return int(np.count_nonzero((pred > threshold) == (y > 0.5)))
+
+
 class LayerEpochs:
     def __init__(self, layers, x, y, loss, optimizer, batch_size, l2=0.0, weights=None):
         self.layers, self.loss, self.optimizer, self.x, self.y, self.l2 = layers, loss, optimizer, x, y, l2
@@ -84,8 +105,6 @@ class LayerEpochs:
         `train_step` a batch; `lrs`: a learning rate per batch, or None for
         the optimizer's; `accuracy`: what FusedEpochs.run counts, counted
         alike. A Ctrl-C (`interrupt`) takes effect between two steps."""
-        from .training import count_correct
-
         x, y, n, batch_size, loss = self.x, self.y, self.n, self.batch_size, self.loss
         total = 0.0
         correct = None if accuracy == NO_ACCURACY else 0

@@ -312,20 +312,23 @@ class _ParallelEpochs:
         total = float(np.sum(self.weights[rows]))
         return float(np.sum(self.weights[shard_rows])) / total if total > 0 else 0.0
 
-    def _count(self, shard, work):
+    def _count(self, target, labels, work):
         """Add the shard's right predictions (kernels/network.py count_correct)
-        after its forward pass in `work`."""
+        after its forward pass in `work`; target, labels as _shard_targets gives them."""
         if self._accuracy != network_kernels.NO_ACCURACY:
-            x, target, labels, _ = shard
-            self._correct += network_kernels.count_correct(self.network.table, work, x.shape[0], self._accuracy,
+            rows = labels.shape[0] if self._labels else target.shape[0]
+            self._correct += network_kernels.count_correct(self.network.table, work, rows, self._accuracy,
                                                            target, labels, self.network.narrow)
+
+    def _shard_targets(self, shard_rows):
+        """(target, labels) of the shard's rows, as the compiled step takes them."""
+        net, y = self.network, self.y[shard_rows]
+        return (net._empty_target, y) if self._labels else (y, net._empty_labels)
 
     def _shard_arrays(self, shard_rows):
         """(x, target, labels, weights) of the shard's rows, as the compiled step takes them."""
-        net, y = self.network, self.y[shard_rows]
-        return (self.x[shard_rows], net._empty_target if self._labels else y,
-                y if self._labels else net._empty_labels,
-                net._empty_weights if self.weights is None else self.weights[shard_rows])
+        return (self.x[shard_rows], *self._shard_targets(shard_rows),
+                self.network._empty_weights if self.weights is None else self.weights[shard_rows])
 
     def _shard_gradient(self, rows, shard_rows, grads):
         """The shard's scaled loss, with its scaled gradient in `grads`."""
@@ -336,7 +339,7 @@ class _ParallelEpochs:
         shard = self._shard_arrays(shard_rows)
         value = net.kernels.forward_backward(net.table, net.params, net.grads, *shard, self._code,
                                              self.loss._reduction, 0.0, self._work)
-        self._count(shard, self._work)
+        self._count(shard[1], shard[2], self._work)
         share = self._share(rows, shard_rows)
         if grads is not net.grads:
             grads[...] = net.grads
@@ -356,7 +359,7 @@ class _ParallelEpochs:
             x = shard[0]
             value = network_kernels.network_forward_loss(table, params, *shard, self._code, self.loss._reduction,
                                                          self._work)
-            self._count(shard, self._work)
+            self._count(shard[1], shard[2], self._work)
         share = self._share(rows, shard_rows)
         self._loss_buffer[0] = value * share
         parallel._allreduce(self._loss_buffer)  # first, so that every rank stops on a non-finite loss
@@ -422,8 +425,8 @@ class _ParallelEpochs:
             return 0.0
         weights = None if self.weights is None else self.weights[mine]
         value = net.step(self.x[mine], self.y[mine], self.loss, self.optimizer, self.l2, weights)
-        if np.isfinite(value):
-            self._count(self._shard_arrays(mine), net.work)
+        if np.isfinite(value) and self._accuracy != network_kernels.NO_ACCURACY:
+            self._count(*self._shard_targets(mine), net.work)
         return value * self._share(rows, mine) if np.isfinite(value) else value
 
     def _average(self, buffers):

@@ -166,8 +166,7 @@ def _train(model, data, loss, optimizer, epochs, shuffle, rng, validation_data, 
     # x after the epoch only for the metrics
     n = data.n
     accuracy_rule = accuracy_code(data.y, loss)
-    total_outputs = n * (data.y.shape[1] if accuracy_rule >= network_kernels.BINARY_PROBABILITY
-                         and data.y.ndim == 2 else 1)
+    total_outputs = counted_outputs(accuracy_rule, n, data.y.shape[1] if data.y.ndim == 2 else 1)
     steps = -(-n // data.batch_size)
     if shuffle:
         for _ in range(initial_epoch):
@@ -373,23 +372,6 @@ def accuracy_code(y, loss):
         kind, network_kernels.NO_ACCURACY)
 
 
-def count_correct(pred, y, code):
-    """count_correct's rule on arrays: pred (B, C) and y's rows (B,) or (B, C);
-    None when pred's shape does not fit the rule (a layer-path model may
-    output anything)."""
-    pred, y = to_numpy(pred), to_numpy(y)
-    if code == network_kernels.NO_ACCURACY or pred.ndim != 2:
-        return None
-    if code == network_kernels.LABELS_ARGMAX:
-        return int(np.count_nonzero(np.argmax(pred, axis=1) == y))
-    if pred.shape != y.shape:
-        return None
-    if code == network_kernels.ONE_HOT_ARGMAX:
-        return int(np.count_nonzero(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
-    threshold = 0.5 if code == network_kernels.BINARY_PROBABILITY else 0.0
-    return int(np.count_nonzero((pred > threshold) == (y > 0.5)))
-
-
 def accuracy(pred, y, loss):
     """Fraction of correct predictions, or None when the task is not classification.
 
@@ -397,14 +379,17 @@ def accuracy(pred, y, loss):
     output column with a binary loss is thresholded (0.5 on probabilities,
     0 on logits).
     """
-    y = to_numpy(y)
-    pred = to_numpy(pred)
-    kind = accuracy_kind(y, loss)
-    if kind == "binary":
-        threshold = 0.5 if isinstance(loss, BCELoss) else 0.0
-        return float(np.mean((pred > threshold) == (y > 0.5)))
-    if kind == "labels" and pred.ndim == 2:
-        return float(np.mean(np.argmax(pred, axis=1) == y))
-    if kind == "one-hot" and pred.shape == y.shape:
-        return float(np.mean(np.argmax(pred, axis=1) == np.argmax(y, axis=1)))
-    return None
+    pred, y = to_numpy(pred), to_numpy(y)
+    code = accuracy_code(y, loss)
+    right = _layer_path.count_correct(pred, y, code)
+    if right is None:
+        return None
+    counted = counted_outputs(code, pred.shape[0], pred.shape[1])
+    return right / counted if counted else float("nan")
+
+
+def counted_outputs(code, rows, width):
+    """How many predictions count_correct counts in `rows` rows of `width`
+    outputs: one a row, or each output under the binary rules."""
+    binary = code in (network_kernels.BINARY_PROBABILITY, network_kernels.BINARY_LOGIT)
+    return rows * width if binary else rows

@@ -52,9 +52,9 @@ def equivalence(out):
     for kind in ("sgd", "adam"):
         model, history, digests, _ = run(kind, 3)
         every_rank = COMM.gather(digests)
-        det, _, det_digests, _ = run(kind, 3, deterministic=True)
+        det, det_history, det_digests, _ = run(kind, 3, deterministic=True)
         every_rank_det = COMM.gather(det_digests)
-        local, _, local_digests, _ = run(kind, 3, local_sgd=2)
+        local, local_history, local_digests, _ = run(kind, 3, local_sgd=2)
         every_rank_local = COMM.gather(local_digests)
         # overlap: the same bits as the default mode, also with a last step
         # of one row (103 = 3 * 34 + 1), where rank 1 has none
@@ -68,7 +68,7 @@ def equivalence(out):
             x, y = data()
             single_history = single.fit(x, y, loss=fastbp.CrossEntropyLoss(), optimizer=single_opt, epochs=3,
                                         batch_size=16, rng=0, l2=1e-3, progress=False)
-            one, _, _, _ = run(kind, 3, comm=MPI.COMM_SELF, deterministic=True, shards=2)
+            one, one_history, _, _ = run(kind, 3, comm=MPI.COMM_SELF, deterministic=True, shards=2)
             found[kind] = dict(
                 ranks_identical=all(d == every_rank[0] for d in every_rank),
                 ranks_identical_deterministic=all(d == every_rank_det[0] for d in every_rank_det),
@@ -79,6 +79,10 @@ def equivalence(out):
                 epochs=len(every_rank[0]),
                 max_diff_single=float(np.max(np.abs(model.fused.params - single.fused.params))),
                 loss=history["loss"], single_loss=single_history["loss"],
+                # the ranks' counts of right predictions, summed: one process's
+                accuracy=history["accuracy"], single_accuracy=single_history["accuracy"],
+                overlap_accuracy=overlap_history["accuracy"], deterministic_accuracy=det_history["accuracy"],
+                one_process_accuracy=one_history["accuracy"], local_sgd_accuracy=local_history["accuracy"],
                 deterministic_equals_one_process=bool(np.array_equal(det.fused.params, one.fused.params)),
                 local_sgd_diff=float(np.max(np.abs(local.fused.params - single.fused.params))))
     return found

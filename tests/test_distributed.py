@@ -41,6 +41,10 @@ def test_two_ranks_train_as_one_process_and_stay_identical(tmp_path):
         # default mode: one process with the global batch, to float rounding
         assert result["max_diff_single"] < 1e-12
         np.testing.assert_allclose(result["loss"], result["single_loss"], rtol=1e-12)
+        # the training accuracy, counted on each rank's shards and summed
+        assert result["accuracy"] == result["single_accuracy"] == result["overlap_accuracy"]
+        assert result["deterministic_accuracy"] == result["one_process_accuracy"]
+        assert len(result["local_sgd_accuracy"]) == 3 and all(0 < a <= 1 for a in result["local_sgd_accuracy"])
         # deterministic: one process with shards=2 bit for bit
         assert result["deterministic_equals_one_process"]
         # local SGD trains something else, but not something far off
