@@ -151,9 +151,15 @@ def _intp(context, builder, value):
     return builder.sext(value, intp) if value.type.width < intp.width else value
 
 
+# The views below borrow their source's memory: they carry no owner, so
+# making and dropping one costs no reference count (an atomic add on the
+# owner each way, which a step of tiny layers paid for dozens of views). The
+# kernels view only buffers their caller passed in and holds throughout
+# (params, grads, the workspace, x, out), never an array they allocate, and
+# hand no view back to Python.
 def _view_codegen(src_type, ret_type, shape_of):
-    """Code for a C-ordered view of a C-contiguous array: same data and owner,
-    new shape (shape_of(builder, args) -> list of intp values)."""
+    """Code for a C-ordered view of a C-contiguous array: same data, new shape
+    (shape_of(builder, args) -> list of intp values), no owner."""
     def codegen(context, builder, signature, args):
         src = make_array(src_type)(context, builder, args[0])
         view = make_array(ret_type)(context, builder)
@@ -167,10 +173,9 @@ def _view_codegen(src_type, ret_type, shape_of):
         offset = _intp(context, builder, args[1]) if len(args) > 1 else context.get_constant(types.intp, 0)
         populate_array(view, data=builder.gep(src.data, [offset]), shape=cgutils.pack_array(builder, dims),
                        strides=cgutils.pack_array(builder, strides), itemsize=itemsize,
-                       meminfo=src.meminfo, parent=src.parent)
-        result = view._getvalue()
-        context.nrt.incref(builder, ret_type, result)
-        return result
+                       meminfo=cgutils.get_null_value(src.meminfo.type),
+                       parent=cgutils.get_null_value(src.parent.type))
+        return view._getvalue()
     return codegen
 
 
@@ -181,7 +186,7 @@ def view2d(typingctx, flat, offset, rows, cols):
     What ``flat[a:b].reshape((rows, cols))`` gives, without its checks: numba's
     reshape checks cost a visible share of a step of tiny layers, which pay
     them some twenty times a step. The caller guarantees `flat` is 1-D C-contiguous
-    and long enough.
+    and long enough, and that it outlives the view (see `_view_codegen`).
     """
     if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
         return None
@@ -191,7 +196,8 @@ def view2d(typingctx, flat, offset, rows, cols):
 
 @intrinsic
 def ravel(typingctx, array):
-    """A C-contiguous 2-D array as 1-D, sharing memory (reshape(-1) without the checks)."""
+    """A C-contiguous 2-D array as 1-D, sharing memory (reshape(-1) without the
+    checks); `array` must outlive it (see `_view_codegen`)."""
     if not (isinstance(array, types.Array) and array.ndim == 2 and array.layout == "C"):
         return None
     ret = types.Array(array.dtype, 1, "C")

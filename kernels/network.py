@@ -169,7 +169,9 @@ def _layer_input(table, x, outs, dropped, batch, l):
 
 
 # x (B, in_0) -> every layer's output in outs (and the dropped-out ones in
-# dropped, each dropout's forward count advanced); returns the last (B, out_L)
+# dropped, each dropout's forward count advanced); the prediction (B, out_L)
+# is then _layer_input(table, x, outs, dropped, batch, L). Nothing returned:
+# a view of outs (kernels/_jit.py) must not reach Python.
 @jit
 def network_forward(table, params, x, outs, dropped):
     batch = x.shape[0]
@@ -184,7 +186,6 @@ def network_forward(table, params, x, outs, dropped):
             counter = table[l, DROPOUT_FORWARDS]
             table[l, DROPOUT_FORWARDS] = counter + 1
             dropout_forward(out, table[l, DROPOUT_SEED], counter, threshold, inp)
-    return inp
 
 
 # Layer l's share of network_backward: its gradients in grads, and (l > 0)
@@ -404,7 +405,8 @@ def batch_major_forward_backward(table, params, grads, x, target, labels, weight
                                  outs, delta, grad_a, grad_b, grad_top, dropped):
     batch = x.shape[0]
     n_last = table[table.shape[0] - 1, OUT_FEATURES]
-    pred = network_forward(table, params, x, outs, dropped)
+    network_forward(table, params, x, outs, dropped)
+    pred = _layer_input(table, x, outs, dropped, batch, table.shape[0])
     top = view2d(grad_top, 0, batch, n_last)
     value = loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
     if not np.isfinite(value):
@@ -426,7 +428,9 @@ def network_forward_loss(table, params, x, target, labels, weights, loss_code, r
     check_shapes(table, x, target, labels, weights, loss_code, work)
     batch = x.shape[0]
     outs, delta, grad_a, grad_b, grad_top, x_t = split_workspace(table, batch, work)
-    pred = network_forward(table, params, x, outs, dropped_workspace(table, batch, work))
+    dropped = dropped_workspace(table, batch, work)
+    network_forward(table, params, x, outs, dropped)
+    pred = _layer_input(table, x, outs, dropped, batch, table.shape[0])
     top = view2d(grad_top, 0, batch, table[table.shape[0] - 1, OUT_FEATURES])
     return loss_forward_backward(loss_code, reduction, pred, target, labels, weights, top)
 
