@@ -1,5 +1,5 @@
 """The decorators every CPU kernel uses, `const_like` for typed constants, and
-`view2d` / `ravel` for cheap views of flat buffers.
+`view1d` / `view2d` / `ravel` for cheap views of flat buffers.
 
 - ``cache=True``: compiled code is written next to the source (or to
   ``NUMBA_CACHE_DIR``, or a private fallback when the install is read-only;
@@ -192,6 +192,16 @@ def view2d(typingctx, flat, offset, rows, cols):
         return None
     ret = types.Array(flat.dtype, 2, "C")
     return ret(flat, offset, rows, cols), _view_codegen(flat, ret, lambda b, src, args: args[2:4])
+
+
+@intrinsic
+def view1d(typingctx, flat, offset, n):
+    """flat[offset:offset + n] without a slice's bounds arithmetic or owner;
+    `flat` must outlive it (see `_view_codegen`)."""
+    if not (isinstance(flat, types.Array) and flat.ndim == 1 and flat.layout == "C"):
+        return None
+    ret = types.Array(flat.dtype, 1, "C")
+    return ret(flat, offset, n), _view_codegen(flat, ret, lambda b, src, args: args[2:3])
 
 
 @intrinsic

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._jit import inline, jit, ravel, view2d
+from ._jit import inline, jit, ravel, view1d, view2d
 from .dense import dense_backward, dense_forward
 from .dropout import dropout_backward, dropout_batch_inner, dropout_forward
 from .narrow import NARROW_MAX_WIDTH, narrow_backward, narrow_forward, to_batch_inner
@@ -82,8 +82,8 @@ def _weights(table, params, l):
 @jit
 def _bias(table, params, l):
     if table[l, HAS_BIAS] == 0:
-        return params[0:0]
-    return params[table[l, BIAS_OFFSET]:table[l, BIAS_OFFSET] + table[l, OUT_FEATURES]]
+        return view1d(params, 0, 0)
+    return view1d(params, table[l, BIAS_OFFSET], table[l, OUT_FEATURES])
 
 
 @jit
@@ -140,7 +140,7 @@ def split_workspace(table, batch, work):
 @jit
 def dropped_workspace(table, batch, work):
     start = batch * (workspace_per_row(table) - _dropped_per_row(table))
-    return work[start:start + batch * _dropped_per_row(table)]
+    return view1d(work, start, batch * _dropped_per_row(table))
 
 
 @jit
