@@ -18,6 +18,8 @@ from .layers import Dropout, Linear
 from .optim import SGD, Adam, AdamW
 from .threads import blas_threads_for
 
+_INT64 = np.dtype(np.int64)
+
 FUSED_OPTIMIZERS = (SGD, Adam, AdamW)
 
 
@@ -111,6 +113,7 @@ class FusedNetwork:
         self._empty_weights = np.empty(0, np.float64)
         self._empty_target = np.empty((0, 0), self.dtype)
         self._step_entry = self._fast_loss = self._fast_code = self._fast_optimizer = None
+        self._labels_entry = self._labels_loss = self._labels_optimizer = None
         self._dtype = np.dtype(self.dtype)
 
     def unpack(self):
@@ -126,7 +129,7 @@ class FusedNetwork:
                         None if layer.bias is None else layer.grad_bias.copy())
             layer._packed_in = None
         self.packed = False
-        self._fast_optimizer = None
+        self._fast_optimizer = self._labels_optimizer = None
 
     def offset(self, param):
         """(offset, size) of a Parameter in the flat buffers, or None when it is not one of these."""
@@ -173,33 +176,39 @@ class FusedNetwork:
         """One fused training step's loss, or None when this call cannot be
         fused (the caller then goes layer by layer).
 
-        The first branch is the steady state of a training loop (same loss and
-        optimizer objects, float targets, arrays the kernel takes as they are)
-        and skips everything else: at seed sizes each check here is a visible
-        share of the step (benchmarks/step_costs.py). It checks the types the
-        compiled entry point trusts; the kernel itself checks the shapes and
-        raises ShapeMismatch before changing anything, which sends the call
-        down the checked path to grow the workspace or name the bad argument.
-        `dtype is` may miss an equal dtype object, which only sends the call
-        down the checked path below.
+        The first two branches are the steady state of a training loop (same
+        loss and optimizer objects, arrays the kernel takes as they are: float
+        targets, or int64 class indices for CrossEntropyLoss) and skip
+        everything else: at seed sizes each check here is a visible share of
+        the step (benchmarks/step_costs.py). They check the types the compiled
+        entry point trusts; the kernel itself checks the shapes and the labels'
+        range and raises ShapeMismatch before changing anything, which sends
+        the call down the checked path to grow the workspace or name the bad
+        argument. `dtype is` may miss an equal dtype object, which only sends
+        the call down the checked path below.
         """
-        if (loss is self._fast_loss and optimizer is self._fast_optimizer and weights is None
-                and type(x) is np.ndarray and type(y) is np.ndarray
-                and x.dtype is self._dtype and y.dtype is self._dtype
-                and x.ndim == 2 and y.ndim == 2 and x.flags.carray and y.flags.carray):
-            # the types the entry point was compiled for; the kernel checks the shapes
-            state0, state1 = optimizer.flat_state
-            try:
-                value = self._step_entry(self.table, self.params, self.grads, state0, state1, x, y,
-                                         self._empty_labels, self._empty_weights, self._fast_code,
-                                         loss._reduction, l2,
-                                         optimizer.kind, optimizer.hyper, optimizer.step_count + 1, self.work)
-            except network.ShapeMismatch:
-                pass  # a batch larger than the workspace, or wrong shapes to report: below
+        if type(x) is np.ndarray and type(y) is np.ndarray and weights is None and x.dtype is self._dtype:
+            if y.dtype is self._dtype:
+                entry, target, labels, code = self._step_entry, y, self._empty_labels, self._fast_code
+                fast = (loss is self._fast_loss and optimizer is self._fast_optimizer and y.ndim == 2)
             else:
-                if value - value == 0.0:  # finite: the parameters were updated
-                    optimizer.step_count += 1
-                return value
+                entry, target, labels, code = (self._labels_entry, self._empty_target, y,
+                                               network.CROSS_ENTROPY_LABELS)
+                fast = (loss is self._labels_loss and optimizer is self._labels_optimizer
+                        and y.dtype is _INT64 and y.ndim == 1)
+            if fast and x.ndim == 2 and x.flags.carray and y.flags.carray:
+                # the types the entry point was compiled for; the kernel checks the shapes
+                state0, state1 = optimizer.flat_state
+                try:
+                    value = entry(self.table, self.params, self.grads, state0, state1, x, target, labels,
+                                  self._empty_weights, code, loss._reduction, l2,
+                                  optimizer.kind, optimizer.hyper, optimizer.step_count + 1, self.work)
+                except network.ShapeMismatch:
+                    pass  # a batch larger than the workspace, or wrong shapes to report: below
+                else:
+                    if value - value == 0.0:  # finite: the parameters were updated
+                        optimizer.step_count += 1
+                    return value
         code, labels = self._loss_code(loss, y)
         if code is None or not self.uses(optimizer):
             return None
@@ -214,11 +223,15 @@ class FusedNetwork:
         value = self.kernels.train_step(*args)
         if math.isfinite(value):
             optimizer.step_count += 1
-        if ready and target is not None and weights is None:
-            # the arguments the fast branch checks for have exactly these types
-            self._step_entry = _entry_point(self.kernels.train_step, args)
-            if self._step_entry is not None:
-                self._fast_loss, self._fast_code, self._fast_optimizer = loss, code, optimizer
+        if ready and weights is None:
+            # the arguments the fast branches check for have exactly these types
+            entry = _entry_point(self.kernels.train_step, args)
+            if entry is not None and target is not None:
+                self._step_entry, self._fast_loss, self._fast_code, self._fast_optimizer = (
+                    entry, loss, code, optimizer)
+            elif entry is not None and code == network.CROSS_ENTROPY_LABELS and y is labels:
+                # y went to the kernel as it came: int64, (B,), C-contiguous
+                self._labels_entry, self._labels_loss, self._labels_optimizer = entry, loss, optimizer
         return value
 
     def forward_backward(self, x, y, loss, l2=0.0, weights=None):

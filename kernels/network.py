@@ -381,9 +381,10 @@ def network_add_l2(table, params, grads, l2, reduction, weights, batch):
 
 
 class ShapeMismatch(ValueError):
-    """x, target, labels or work do not fit the network's table. Raised before
-    anything is changed, so that the Python layer can check its arguments
-    only on its slow path and then report which one is wrong."""
+    """x, target, labels or work do not fit the network's table, or a label
+    is not a class of its last layer. Raised before anything is changed, so
+    that the Python layer can check its arguments only on its slow path and
+    then report which one is wrong."""
 
 
 @jit
@@ -391,6 +392,12 @@ def check_shapes(table, x, target, labels, weights, loss_code, work):
     batch = x.shape[0]
     if loss_code == CROSS_ENTROPY_LABELS:
         fits_target = labels.shape[0] == batch
+        # the labels index the logits: checked here, so that a caller's
+        # steady-state path may pass them unchecked (fastbp/_fused.py step)
+        n_classes = table[table.shape[0] - 1, OUT_FEATURES]
+        for i in range(labels.shape[0]):
+            if labels[i] < 0 or labels[i] >= n_classes:
+                fits_target = False
     else:
         fits_target = target.shape[0] == batch and target.shape[1] == table[table.shape[0] - 1, OUT_FEATURES]
     fits_weights = weights.shape[0] == 0 or weights.shape[0] == batch

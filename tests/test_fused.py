@@ -220,10 +220,42 @@ def test_train_step_kernel_refuses_shapes_that_do_not_fit():
                                (x, y, fused.work[:10])]:
         with pytest.raises(network.ShapeMismatch):
             network.network_train_step(*args, bad_x, bad_y, labels, no_weights, network.MSE, 1, *step, work)
-    with pytest.raises(network.ShapeMismatch):  # labels for a batch of 3, x of 4
-        network.network_train_step(*args, x, np.empty((0, 0), np.float32), np.zeros(3, np.int64), no_weights,
-                                   network.CROSS_ENTROPY_LABELS, 1, *step, fused.work)
+    for bad_labels in (np.zeros(3, np.int64),  # labels for a batch of 3, x of 4
+                       np.array([0, 1, 4, 2]), np.array([0, -1, 2, 3])):  # classes are 0..3
+        with pytest.raises(network.ShapeMismatch):
+            network.network_train_step(*args, x, np.empty((0, 0), np.float32), bad_labels, no_weights,
+                                       network.CROSS_ENTROPY_LABELS, 1, *step, fused.work)
     assert np.array_equal(fused.params, before)
+
+
+@pytest.mark.parametrize("widths", [(3, 40, 30, 4), (2, 5, 3)])  # batch-major and batch-inner
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_steady_state_fast_path_for_class_indices_gives_the_checked_paths_bits(widths, dtype):
+    # int64 labels in an ndarray take the fast path after a first step; the
+    # same labels as a list go down the checked path every time
+    rng = np.random.default_rng(5)
+    fast, checked = make_model(dtype, widths, last="identity"), make_model(dtype, widths, last="identity")
+    fast_opt = fastbp.SGD(fast.parameters(), lr=0.1, momentum=0.9)
+    checked_opt = fastbp.SGD(checked.parameters(), lr=0.1, momentum=0.9)
+    loss = fastbp.CrossEntropyLoss()
+    n_in, n_classes = widths[0], widths[-1]
+    for batch in (8, 8, 300, 5, 1):  # 300 outgrows the workspace sized for 8
+        x = rng.standard_normal((batch, n_in)).astype(dtype)
+        labels = rng.integers(0, n_classes, batch)
+        assert fast.train_step(x, labels, loss, fast_opt) == checked.train_step(x, labels.tolist(), loss,
+                                                                                checked_opt)
+    assert fast.fused._labels_entry is not None and checked.fused._labels_entry is None
+    assert fast_opt.step_count == checked_opt.step_count == 5
+    for a, b in zip(fast.parameters(), checked.parameters()):
+        assert np.array_equal(a.value, b.value)
+    before = fast.fused.params.copy()
+    x = rng.standard_normal((4, n_in)).astype(dtype)
+    for labels, words in [(np.array([0, 1, n_classes, 0]), r"class indices must lie in \[0, %d\]" % (n_classes - 1)),
+                          (np.array([0, -1, 1, 0]), r"class indices must lie in \[0, %d\]" % (n_classes - 1)),
+                          (np.zeros(3, np.int64), r"class indices must have shape \(4,\), got \(3,\)")]:
+        with pytest.raises(ValueError, match=words):
+            fast.train_step(x, labels, loss, fast_opt)
+    assert np.array_equal(fast.fused.params, before) and fast_opt.step_count == 5
 
 
 def test_fused_true_takes_the_fused_step_or_says_why_not():

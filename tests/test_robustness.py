@@ -273,8 +273,14 @@ def test_float32_adam_steps_are_torch_steps_to_float32_rounding():
         torch_opt.step()
     moved = layer.weights.astype(np.float64) - value
     torch_moved = param.detach().numpy().astype(np.float64) - value
+    # That error scaled every step alike; the two rules' orders of operations
+    # (p + (-lr m) / d here, p + (-lr) (m / d) in torch) round about 1% of the
+    # values an ulp apart, either way, which leaves the steps' common scale
+    # within ~1e-8 of torch's but their distance near 1e-6.
+    scale = np.sum(moved * torch_moved) / np.sum(torch_moved ** 2)
+    assert abs(scale - 1.0) < 1e-6, f"steps {scale - 1.0:.2g} larger than torch's"
     relative = np.linalg.norm(moved - torch_moved) / np.linalg.norm(torch_moved)
-    assert relative < 1e-6, f"steps {relative:.2g} off torch's"
+    assert relative < 3e-6, f"steps {relative:.2g} off torch's"
 
 
 # -- updates that overflow while the loss stays finite ----------------------------
