@@ -115,3 +115,20 @@ def test_jax_baselines_train_as_fastbp_does():
     for _ in range(3):
         assert step(x, y) == pytest.approx(reference.train_step(x, y, fastbp.MSELoss("half_sum"), ref_opt),
                                            rel=1e-5)
+
+
+def test_blas_core_probe_times_each_core_type_in_its_own_process(monkeypatch):
+    from benchmarks import blas_core
+
+    # 5 x (2*3 + 3*4) MACs forward, as many for the weight gradients, and
+    # 5 x 3*4 for the one input gradient the first layer does not need
+    assert blas_core.flops((2, 3, 4), 5) == 2 * (90 + 90 + 60)
+    monkeypatch.setattr(blas_core, "CASES", (((8, 4, 2), 3, "float32"), ((8, 4, 2), 3, "float64")))
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # dropped for the "unset" run
+    own_arch, own_times = blas_core.run_with(None)
+    forced_arch, forced_times = blas_core.run_with("Haswell")
+    assert own_arch and forced_arch
+    assert len(own_times) == len(forced_times) == 2 and min(own_times + forced_times) > 0
+    with open("/proc/cpuinfo") as f:
+        if " avx2" in f.read():
+            assert forced_arch == "Haswell"

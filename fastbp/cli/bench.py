@@ -86,11 +86,11 @@ def _gemm_nt(a, b, out):
     np.dot(a, b.T, out)
 
 
-def step_gemms(widths, batch, rng, library="fastbp"):
+def step_gemms(widths, batch, rng, library="fastbp", dtype=np.float32):
     """A callable doing exactly one training step's GEMMs for this network,
     through fastbp's BLAS (numba's np.dot) or, with library="torch", torch.mm."""
-    xs = [rng.standard_normal((batch, w)).astype(np.float32) for w in widths]
-    weights = [rng.standard_normal((a, b)).astype(np.float32) for a, b in zip(widths, widths[1:])]
+    xs = [rng.standard_normal((batch, w)).astype(dtype) for w in widths]
+    weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(widths, widths[1:])]
     grad_weights = [np.empty_like(w) for w in weights]
     grad_xs = [np.empty_like(x) for x in xs]
     gemm_nn, gemm_tn, gemm_nt = _gemm_nn, _gemm_tn, _gemm_nt
@@ -345,7 +345,12 @@ def machine():
                    for d in _blas_controller().info()
                    if d["user_api"] == "blas" and f"scipy.libs{os.sep}" in d["filepath"]})
     torch_blas = "MKL" if torch.backends.mkl.is_available() else "its bundled BLAS"
-    return f"{cpu}, {os.cpu_count()} cores; fastbp's BLAS {', '.join(blas) or 'unknown'}, torch's {torch_blas}"
+    # OPENBLAS_CORETYPE overrides OpenBLAS's own choice of kernels, which can
+    # change a GEMM-bound row several-fold (python benchmarks/blas_core.py)
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    forced = f" (OPENBLAS_CORETYPE={forced} set)" if forced else ""
+    return (f"{cpu}, {os.cpu_count()} cores; fastbp's BLAS {', '.join(blas) or 'unknown'}{forced}, "
+            f"torch's {torch_blas}")
 
 
 def _table(header, rows):
