@@ -6,6 +6,10 @@ directly, the step timed inside one compiled loop (no dispatch at all), and a
 no-op compiled function taking the entry point's 16 arguments (numba's dispatch
 floor). A net with ReLU in place of sigmoid shows the sigmoids' share.
 
+Classifiers on int64 class indices (CrossEntropyLoss): `Sequential.train_step`
+against its compiled entry point and the step in one compiled loop, the
+share of a step that train_step's fast path for labels leaves to Python.
+
 GEMM-bound net (784-256-256-10, batch 256): the step's GEMMs alone against the
 same GEMMs each followed by one serial read-modify-write pass over its output
 (what an epilogue, a delta pass or the SGD update adds), at 1 and 2 threads.
@@ -73,6 +77,32 @@ def seed_costs(widths, activations, batch):
                      "entry point": lambda: entry(*args),
                      "no-op, same arguments": lambda: _noop(*args)})
     times["in-kernel"] = best_us(lambda n: _steps_in_kernel(fused.kernels.train_step, n, *args), 2000)
+    return times
+
+
+LABEL_CASES = [((2, 5, 3), ("relu", "identity"), 8), ((64, 32, 10), ("relu", "identity"), 32)]
+
+
+def labels_costs(widths, activations, batch):
+    """A classifier's step on int64 class indices (CrossEntropyLoss): the
+    whole `Sequential.train_step` against its compiled entry point called
+    directly and the step inside one compiled loop."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, widths[0])).astype(np.float32)
+    labels = rng.integers(0, widths[-1], batch)
+    loss = fastbp.CrossEntropyLoss()
+    model = build(widths, activations)
+    optimizer = SGD(model.parameters(), lr=1e-5)
+    model.train_step(x, labels, loss, optimizer)
+    fused = model.fused
+    args = (fused.table, fused.params, fused.grads, *optimizer.flat_state, x, fused._empty_target, labels,
+            fused._empty_weights, fastbp.kernels.CROSS_ENTROPY_LABELS, loss._reduction, 0.0, optimizer.kind,
+            optimizer.hyper, 1, fused.work)
+    entry = fused.kernels.train_step
+    _steps_in_kernel(entry, 1, *args)
+    times = medians({"train_step": lambda: model.train_step(x, labels, loss, optimizer),
+                     "entry point": lambda: entry(*args)})
+    times["in-kernel"] = best_us(lambda n: _steps_in_kernel(entry, n, *args), 2000)
     return times
 
 
@@ -202,6 +232,11 @@ def main():
     for widths, activations, batch in SEED_CASES:
         times = seed_costs(widths, activations, batch)
         name = "-".join(map(str, widths)) + f" {'/'.join(activations)} b{batch}"
+        print(f"  {name:28s} " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
+    print("Class indices (CrossEntropyLoss, int64 labels), us per step (float32):")
+    for widths, activations, batch in LABEL_CASES:
+        times = labels_costs(widths, activations, batch)
+        name = f"{'-'.join(map(str, widths))} b{batch}"
         print(f"  {name:28s} " + "  ".join(f"{k} {v:.2f}" for k, v in times.items()))
     print("Element-wise passes, us:")
     for name, times in pass_costs().items():
