@@ -72,6 +72,26 @@ def test_bench_tables_run_on_small_cases():
     assert "cores; fastbp's BLAS openblas" in bench.machine()
 
 
+def test_epochs_table_times_fit_its_products_and_fit_beside_a_busy_process():
+    epochs = bench.time_epochs((8, 16, 4), 8, budget_s=0.06, steps=2)
+    assert set(epochs) == {"fastbp", "fastbp 1 thread", "jax", "torch", "GEMMs", "quiet", "busy"}
+    assert all(v > 0 for v in epochs.values())
+    assert bench.gemm_gflops(64, budget_s=0.01) > 0
+
+
+def test_step_gemms_compiled_does_each_product_of_a_step():
+    widths, batch = (5, 7, 3), 4
+    xs, weights, grad_weights, grad_xs = bench.step_gemms(widths, batch, np.random.default_rng(0), arrays=True)
+    grad_xs[1][:] = np.nan
+    bench._step_gemms_compiled(1, xs, weights, grad_weights, grad_xs)
+    for l in range(2):
+        np.testing.assert_allclose(xs[l + 1], xs[l] @ weights[l], rtol=1e-5)
+        np.testing.assert_allclose(grad_weights[l], xs[l].T @ xs[l + 1], rtol=1e-5)
+    np.testing.assert_allclose(grad_xs[1], xs[2] @ weights[1].T, rtol=1e-5)
+    # x W, x^T delta for both layers, delta W^T for the second: 2 * 4 * (2 * (35 + 21) + 21)
+    assert bench.step_flops(widths, batch) == 2 * batch * (2 * (5 * 7 + 7 * 3) + 7 * 3)
+
+
 def test_sklearn_table_fits_both_estimators_to_the_same_accuracy(monkeypatch):
     from fastbp.cli import bench_sklearn
 

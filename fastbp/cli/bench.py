@@ -19,7 +19,9 @@ Six tables:
   dropout)
 - epochs: whole epochs of fit at the widths of tabular work (64-32-32-10 to
   64-512-512-10, batch 32 and 256) against a jitted JAX epoch (jax.lax.scan)
-  and torch eager, fastbp with its BLAS threads and with one
+  and torch eager, fastbp with its BLAS threads and with one; beside them
+  the step's products alone (the GEMM-bound limit), the share of a large
+  product's GF/s the step reaches, and fit's time beside a busy process
 - forward: one dense layer act(x @ W + b), fastbp Linear.forward vs numpy vs torch vs jax.jit
 - startup: seconds from `import fastbp` to the first finished train step in a
   fresh process, with an empty numba cache (cold) and a filled one (warm)
@@ -86,13 +88,16 @@ def _gemm_nt(a, b, out):
     np.dot(a, b.T, out)
 
 
-def step_gemms(widths, batch, rng, library="fastbp", dtype=np.float32):
+def step_gemms(widths, batch, rng, library="fastbp", dtype=np.float32, arrays=False):
     """A callable doing exactly one training step's GEMMs for this network,
-    through fastbp's BLAS (numba's np.dot) or, with library="torch", torch.mm."""
+    through fastbp's BLAS (numba's np.dot) or, with library="torch", torch.mm;
+    with arrays=True, the tuples (xs, weights, grad_weights, grad_xs) instead."""
     xs = [rng.standard_normal((batch, w)).astype(dtype) for w in widths]
     weights = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(widths, widths[1:])]
     grad_weights = [np.empty_like(w) for w in weights]
     grad_xs = [np.empty_like(x) for x in xs]
+    if arrays:
+        return tuple(xs), tuple(weights), tuple(grad_weights), tuple(grad_xs)
     gemm_nn, gemm_tn, gemm_nt = _gemm_nn, _gemm_tn, _gemm_nt
     if library == "torch":
         import torch
@@ -205,15 +210,54 @@ def epoch_data(widths, batch, steps=16):
     return x, rng.integers(0, widths[-1], n), ["relu"] * (len(widths) - 2) + ["identity"]
 
 
+# One step's products in one compiled call (a Python call per product would
+# add ~0.3 us each, as much as a 32-row product takes): xs, weights,
+# grad_weights, grad_xs are tuples of the layers' arrays, as step_gemms makes them.
+@jit
+def _step_gemms_compiled(n, xs, weights, grad_weights, grad_xs):
+    for _ in range(n):
+        for l in range(len(weights)):
+            np.dot(xs[l], weights[l], xs[l + 1])
+        for l in range(len(weights) - 1, -1, -1):
+            np.dot(xs[l].T, xs[l + 1], grad_weights[l])
+            if l:
+                np.dot(xs[l + 1], weights[l].T, grad_xs[l])
+
+
+def step_flops(widths, batch):
+    """Floating-point operations of one training step's products: x W and
+    x^T delta for every layer, delta W^T for all but the first."""
+    products = [a * b for a, b in zip(widths, widths[1:])]
+    return 2 * batch * (2 * sum(products) + sum(products[1:]))
+
+
+def gemm_gflops(size=1024, budget_s=0.5):
+    """GF/s of one (size x size) @ (size x size) float32 product through
+    fastbp's BLAS with its threads: the peak the epochs table's shares are of."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((size, size)).astype(np.float32) for _ in range(2))
+    out = np.empty_like(a)
+    us = side_by_side({"gemm": lambda: _gemm_nn(a, b, out)}, budget_s)["gemm"]
+    return 2 * size ** 3 / us / 1e3
+
+
+def _busy_process():
+    """A second process busy on one core, as another user's job would be."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
 def time_epochs(widths, batch, budget_s=1.0, steps=16):
     """{implementation: median us per step of a whole epoch}: fit (softmax
     cross-entropy, SGD with momentum 0.9) with the BLAS threads fastbp has and
-    with one, a jitted JAX epoch, torch eager; ReLU hidden layers, float32."""
+    with one, a jitted JAX epoch, torch eager; ReLU hidden layers, float32.
+    Also "GEMMs": the step's products alone, on the BLAS threads fit would
+    use (fastbp.threads.blas_threads_for), and "busy" / "quiet": fit again
+    beside a process busy on one core and without it, interleaved."""
     import jax.numpy as jnp
     import torch
 
     from .. import SGD, CrossEntropyLoss
-    from ..threads import get_num_threads, set_num_threads
+    from ..threads import blas_threads_for, get_num_threads, set_num_threads
     from .baselines import jax_epoch, torch_epoch
 
     x, labels, acts = epoch_data(widths, batch, steps)
@@ -238,6 +282,20 @@ def time_epochs(widths, batch, budget_s=1.0, steps=16):
         results["fastbp 1 thread"] = side_by_side({"one": fastbp_epoch}, budget_s / 3)["one"] / steps
     finally:
         set_num_threads(threads["numba"])
+    gemm_args = step_gemms(widths, batch, np.random.default_rng(4), arrays=True)
+    _step_gemms_compiled(1, *gemm_args)
+    with blas_threads_for(batch * sum(a * b for a, b in zip(widths, widths[1:]))):
+        results["GEMMs"] = side_by_side({"gemms": lambda: _step_gemms_compiled(steps, *gemm_args)},
+                                        budget_s / 3)["gemms"] / steps
+    for _ in range(3):  # rounds, each quiet then busy: the machine's drift reaches both alike
+        results.setdefault("quiet", []).append(side_by_side({"q": fastbp_epoch}, budget_s / 6, 1)["q"] / steps)
+        busy = _busy_process()
+        try:
+            results.setdefault("busy", []).append(side_by_side({"b": fastbp_epoch}, budget_s / 6, 1)["b"] / steps)
+        finally:
+            busy.kill()
+            busy.wait()
+    results["quiet"], results["busy"] = statistics.median(results["quiet"]), statistics.median(results["busy"])
     return results
 
 
@@ -433,15 +491,26 @@ def main(argv=None):
         emit()
     if "epochs" in only:
         rows = []
-        for name, widths, batch in EPOCH_CASES:
-            r = time_epochs(widths, batch, args.budget)
+        peak = [gemm_gflops()]
+        timed = [(name, widths, batch, time_epochs(widths, batch, args.budget))
+                 for name, widths, batch in EPOCH_CASES]
+        peak.append(gemm_gflops())
+        for name, widths, batch, r in timed:
             best = min(r["fastbp"], r["fastbp 1 thread"])
-            rows.append([name] + [f"{r[k]:.1f}" for k in ("fastbp", "fastbp 1 thread", "jax", "torch")]
-                        + [f"{r['jax'] / best:.2f}x", f"{r['torch'] / best:.1f}x"])
+            gflops = step_flops(widths, batch) / best / 1e3
+            rows.append([name] + [f"{r[k]:.1f}" for k in ("fastbp", "fastbp 1 thread", "jax", "torch", "GEMMs")]
+                        + [f"{r['jax'] / best:.2f}x", f"{r['torch'] / best:.1f}x", f"{r['jax'] / r['GEMMs']:.2f}x",
+                           f"{gflops:.0f}", f"{gflops / max(peak):.0%}", f"{r['busy'] / r['quiet']:.2f}"])
         emit("Whole epochs of training, us per step (softmax cross-entropy, SGD with momentum 0.9, ReLU; "
-             "fastbp's fit, a jitted jax.lax.scan epoch, torch eager; 16 steps an epoch):\n")
-        emit(_table(["network", "fastbp", "fastbp 1 thread", "JAX jit", "torch", "JAX / fastbp (best)",
-                     "torch / fastbp (best)"], rows))
+             "fastbp's fit, a jitted jax.lax.scan epoch, torch eager; 16 steps an epoch). GEMMs only: the "
+             "step's products alone, on the BLAS threads fit uses, so JAX / GEMMs is the most JAX / fastbp "
+             "could be with every other pass free. GF/s: the step's products' operations over fastbp's best "
+             f"time; of peak: of a 1024^3 float32 product's, which ran at {peak[0]:.0f} and {peak[1]:.0f} "
+             "GF/s before and after the table (the faster taken). busy / quiet: fit beside a process busy "
+             "on one core, over fit without it, interleaved:\n")
+        emit(_table(["network", "fastbp", "fastbp 1 thread", "JAX jit", "torch", "GEMMs only",
+                     "JAX / fastbp (best)", "torch / fastbp (best)", "JAX / GEMMs", "GF/s", "of peak",
+                     "busy / quiet"], rows))
         emit()
     if "forward" in only:
         rows = []
