@@ -33,15 +33,20 @@ _libraries = None  # its BLAS libraries
 
 # Below this many multiply-adds in one forward pass over a batch (the batch
 # times the sum of in x out over the layers), `fit` trains on one BLAS thread
-# whatever set_num_threads says: there one thread was within ~6% of two on a
-# quiet machine in most cases (faster in several; 13-15% slower at widths
-# 512-1024 with batches of 1-8), while two lost up to 2-3x as soon as another
-# process was busy on a core. From 9e6 on (64-512-512-10 at batch
-# 32, 64-1024-1024-10 at batch 8) two threads were 9-25% faster, and from
-# ~2e7 on 20-45%. Chosen from `python benchmarks/blas_threads.py --docs
-# docs/performance.md` (64-w-w-10 nets, widths 16-1024, batches 1-4096, quiet
-# and beside a busy process; the table is in docs/performance.md). 0 turns
-# the rule off.
+# whatever set_num_threads says. Chosen from `python benchmarks/blas_threads.py
+# --docs docs/performance.md` (64-w-w-10 nets, widths 16-1024, batches 1-4096,
+# one and two threads, quiet and beside a process busy on one core):
+# - Intel Xeon (AVX-512): below it one thread was within ~6% of two on a quiet
+#   machine in most cases (faster in several; 13-15% slower at widths 512-1024
+#   with batches of 1-8), while two lost up to 2-3x beside a busy process. From
+#   9e6 on (64-512-512-10 at batch 32, 64-1024-1024-10 at batch 8) two threads
+#   were 9-25% faster, and from ~2e7 on 20-45%.
+# - AMD EPYC (Zen 5, AVX-512; the table in docs/performance.md): two threads
+#   pay sooner, 15-27% faster from ~2e6 on (64-128-128-10 at batch 256: 187
+#   against 256 us a step), but beside a busy process they took 1.1-2.1x as
+#   long as one there (500 against 284 us).
+# Below 8e6 a busy machine costs two threads more than a quiet one gains them,
+# on both. 0 turns the rule off.
 ONE_BLAS_THREAD_BELOW_MACS = 8_000_000
 
 
