@@ -16,8 +16,6 @@ scale.
 
 Medians of interleaved rounds; the machine is shared, so compare within one run.
 """
-import subprocess
-import sys
 
 import numba
 import numpy as np
@@ -25,6 +23,7 @@ import threadpoolctl
 from numba import njit, prange
 
 import fastbp
+from fastbp.cli.bench import beside_a_busy_process
 from common import best_us, machine
 
 CASES = [((64, 128, 128, 10), 64), ((64, 128, 128, 10), 256), ((64, 512, 512, 10), 256),
@@ -100,11 +99,8 @@ def main():
         whole_batch(1, *whole)
         split_batch(1, *split)
     quiet = [time_case(widths, batch) for widths, batch in CASES]
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
+    with beside_a_busy_process():
         loaded = [time_case(widths, batch) for widths, batch in CASES]
-    finally:
-        busy.kill()
     print(f"One training step's products (float32, us), the whole batch on two and on one OpenBLAS "
           f"thread, and two halves on two numba threads (one OpenBLAS thread each, then the weight "
           f"gradients summed); quiet, then beside a process busy on one core; {machine()}:\n")

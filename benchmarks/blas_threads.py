@@ -15,7 +15,6 @@ multiply-adds of one forward pass (batch x sum of in x out over the layers)
 below which one thread is as fast as two on a quiet machine, or nearly; two
 threads lose 2-3x as soon as another process wants a core, one does not.
 """
-import subprocess
 import sys
 import time
 
@@ -23,7 +22,7 @@ import numpy as np
 
 import fastbp
 import fastbp.threads
-from fastbp.cli.bench import machine, write_section
+from fastbp.cli.bench import beside_a_busy_process, machine, write_section
 from fastbp.cli.timing import build, side_by_side
 from fastbp.threads import _blas_controller
 
@@ -102,12 +101,9 @@ def main():
     fastbp.set_num_threads(2)
     fastbp.threads.ONE_BLAS_THREAD_BELOW_MACS = 0  # the threads this table sets, not fit's rule
     quiet = table()
-    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    time.sleep(0.5)
-    try:
+    with beside_a_busy_process():
+        time.sleep(0.5)
         loaded = table()
-    finally:
-        busy.kill()
     lines = [f"fit, us per step ({STEPS} steps an epoch), one and two OpenBLAS threads, then the same beside a "
              f"process busy on one core; {machine()}:", "",
              "| network | batch | forward MACs | 1 thread | 2 threads | 2 / 1 | busy: 1 thread | busy: 2 threads |",

@@ -31,6 +31,7 @@ Six tables:
 asv (benchmarks/) measures the same things per commit; this is the quick look.
 """
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -210,9 +211,10 @@ def epoch_data(widths, batch, steps=16):
     return x, rng.integers(0, widths[-1], n), ["relu"] * (len(widths) - 2) + ["identity"]
 
 
-# One step's products in one compiled call (a Python call per product would
-# add ~0.3 us each, as much as a 32-row product takes): xs, weights,
-# grad_weights, grad_xs are tuples of the layers' arrays, as step_gemms makes them.
+# `n` steps' products in one compiled call: from Python (step_gemms) each
+# product would also pay numba's dispatch, a visible share at 32 rows. xs,
+# weights, grad_weights, grad_xs: tuples of the layers' arrays, as
+# step_gemms(..., arrays=True) makes them.
 @jit
 def _step_gemms_compiled(n, xs, weights, grad_weights, grad_xs):
     for _ in range(n):
@@ -241,9 +243,15 @@ def gemm_gflops(size=1024, budget_s=0.5):
     return 2 * size ** 3 / us / 1e3
 
 
-def _busy_process():
-    """A second process busy on one core, as another user's job would be."""
-    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+@contextlib.contextmanager
+def beside_a_busy_process():
+    """Meanwhile, a second process busy on one core, as another user's job would be."""
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        yield
+    finally:
+        busy.kill()
+        busy.wait()
 
 
 def time_epochs(widths, batch, budget_s=1.0, steps=16):
@@ -287,15 +295,12 @@ def time_epochs(widths, batch, budget_s=1.0, steps=16):
     with blas_threads_for(batch * sum(a * b for a, b in zip(widths, widths[1:]))):
         results["GEMMs"] = side_by_side({"gemms": lambda: _step_gemms_compiled(steps, *gemm_args)},
                                         budget_s / 3)["gemms"] / steps
+    quiet, busy = [], []
     for _ in range(3):  # rounds, each quiet then busy: the machine's drift reaches both alike
-        results.setdefault("quiet", []).append(side_by_side({"q": fastbp_epoch}, budget_s / 6, 1)["q"] / steps)
-        busy = _busy_process()
-        try:
-            results.setdefault("busy", []).append(side_by_side({"b": fastbp_epoch}, budget_s / 6, 1)["b"] / steps)
-        finally:
-            busy.kill()
-            busy.wait()
-    results["quiet"], results["busy"] = statistics.median(results["quiet"]), statistics.median(results["busy"])
+        quiet.append(side_by_side({"quiet": fastbp_epoch}, budget_s / 6, 1)["quiet"] / steps)
+        with beside_a_busy_process():
+            busy.append(side_by_side({"busy": fastbp_epoch}, budget_s / 6, 1)["busy"] / steps)
+    results["quiet"], results["busy"] = statistics.median(quiet), statistics.median(busy)
     return results
 
 
