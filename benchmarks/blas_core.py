@@ -27,7 +27,7 @@ CASES = (((64, 128, 128, 10), 32, "float32"), ((64, 128, 128, 10), 256, "float32
 _CHILD = """
 import json, sys
 import numpy as np
-from fastbp.cli.bench import step_gemms
+from fastbp.cli.bench import forward_macs, step_gemms
 from fastbp.cli.timing import best_us
 from fastbp.threads import _blas_controller
 arch = sorted({d.get("architecture") for d in _blas_controller().info()
@@ -35,18 +35,11 @@ arch = sorted({d.get("architecture") for d in _blas_controller().info()
 rows = []
 for widths, batch, dtype in json.loads(sys.argv[1]):
     run = step_gemms(widths, batch, np.random.default_rng(0), dtype=np.dtype(dtype))
-    macs = batch * sum(a * b for a, b in zip(widths, widths[1:]))
+    macs = forward_macs(widths, batch)
     us = best_us(lambda n: [run() for _ in range(n)], max(3, min(2000, int(2e8 // macs))))
     rows.append(us)
 print(json.dumps([", ".join(map(str, arch)), rows]))
 """
-
-
-def flops(widths, batch):
-    """A step's GEMM flops: forward, weight gradients, and the input
-    gradients of every layer but the first."""
-    macs = [a * b for a, b in zip(widths, widths[1:])]
-    return 2 * batch * (3 * sum(macs) - macs[0])
 
 
 def run_with(core):
@@ -60,14 +53,14 @@ def run_with(core):
 
 
 def main(cores):
-    from fastbp.cli.bench import machine
+    from fastbp.cli.bench import machine, step_flops
 
     print(f"One training step's GEMMs, us (GF/s), 2 OpenBLAS threads, fresh process each; {machine()}:\n")
     header = ["OPENBLAS_CORETYPE", "kernels run"] + [f"{'-'.join(map(str, w))} b{b} {d}" for w, b, d in CASES]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for core in (None, *cores):
         arch, times = run_with(core)
-        cells = [f"{us:.1f} ({flops(w, b) / us / 1e3:.0f})" for (w, b, _), us in zip(CASES, times)]
+        cells = [f"{us:.1f} ({step_flops(w, b) / us / 1e3:.0f})" for (w, b, _), us in zip(CASES, times)]
         print("| " + " | ".join(["unset (OpenBLAS's choice)" if core is None else core, arch] + cells) + " |")
 
 

@@ -22,7 +22,7 @@ import numpy as np
 
 import fastbp
 import fastbp.threads
-from fastbp.cli.bench import beside_a_busy_process, machine, write_section
+from fastbp.cli.bench import beside_a_busy_process, forward_macs, machine, write_section
 from fastbp.cli.timing import build, side_by_side
 from fastbp.threads import _blas_controller
 
@@ -41,10 +41,6 @@ def epoch(widths, batch):
     loss = fastbp.CrossEntropyLoss()
     return lambda: model.fit(x, labels, loss=loss, optimizer=opt, epochs=1, batch_size=batch, rng=0,
                              progress=False)
-
-
-def forward_macs(widths, batch):
-    return batch * sum(a * b for a, b in zip(widths, widths[1:]))
 
 
 def table(budget_s=0.15):

@@ -90,6 +90,7 @@ def test_step_gemms_compiled_does_each_product_of_a_step():
     np.testing.assert_allclose(grad_xs[1], xs[2] @ weights[1].T, rtol=1e-5)
     # x W, x^T delta for both layers, delta W^T for the second: 2 * 4 * (2 * (35 + 21) + 21)
     assert bench.step_flops(widths, batch) == 2 * batch * (2 * (5 * 7 + 7 * 3) + 7 * 3)
+    assert bench.forward_macs(widths, batch) == batch * (5 * 7 + 7 * 3)
 
 
 def test_sklearn_table_fits_both_estimators_to_the_same_accuracy(monkeypatch):
@@ -140,9 +141,6 @@ def test_jax_baselines_train_as_fastbp_does():
 def test_blas_core_probe_times_each_core_type_in_its_own_process(monkeypatch):
     from benchmarks import blas_core
 
-    # 5 x (2*3 + 3*4) MACs forward, as many for the weight gradients, and
-    # 5 x 3*4 for the one input gradient the first layer does not need
-    assert blas_core.flops((2, 3, 4), 5) == 2 * (90 + 90 + 60)
     monkeypatch.setattr(blas_core, "CASES", (((8, 4, 2), 3, "float32"), ((8, 4, 2), 3, "float64")))
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")  # dropped for the "unset" run
     own_arch, own_times = blas_core.run_with(None)

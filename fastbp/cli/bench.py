@@ -226,6 +226,12 @@ def _step_gemms_compiled(n, xs, weights, grad_weights, grad_xs):
                 np.dot(xs[l + 1], weights[l].T, grad_xs[l])
 
 
+def forward_macs(widths, batch):
+    """Multiply-adds of one forward pass over a batch: what
+    fastbp.threads.blas_threads_for chooses the BLAS threads by."""
+    return batch * sum(a * b for a, b in zip(widths, widths[1:]))
+
+
 def step_flops(widths, batch):
     """Floating-point operations of one training step's products: x W and
     x^T delta for every layer, delta W^T for all but the first."""
@@ -292,7 +298,7 @@ def time_epochs(widths, batch, budget_s=1.0, steps=16):
         set_num_threads(threads["numba"])
     gemm_args = step_gemms(widths, batch, np.random.default_rng(4), arrays=True)
     _step_gemms_compiled(1, *gemm_args)
-    with blas_threads_for(batch * sum(a * b for a, b in zip(widths, widths[1:]))):
+    with blas_threads_for(forward_macs(widths, batch)):
         results["GEMMs"] = side_by_side({"gemms": lambda: _step_gemms_compiled(steps, *gemm_args)},
                                         budget_s / 3)["gemms"] / steps
     quiet, busy = [], []
